@@ -1,0 +1,50 @@
+"""sessionkeeper: server-side web sessions for Python, secure by default.
+
+Quick start (any ASGI app)::
+
+    from sessionkeeper import open_store
+    from sessionkeeper.asgi import SessionMiddleware
+
+    app = SessionMiddleware(app, store=open_store("sqlite:///sessions.db"))
+"""
+
+from .core.clock import Timeouts
+from .core.config import SessionConfig
+from .core.cookies import CookiePolicy
+from .core.flow import SessionFlow
+from .core.ids import new_token, storage_key
+from .core.records import Delta, Meta, Record
+from .core.session import Session
+from .errors import (
+    ConfigError,
+    SessionEncodeError,
+    SessionError,
+    SessionTooLarge,
+    StoreError,
+    StoreUnavailable,
+)
+from .stores.base import Store, open_store
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "CookiePolicy",
+    "Delta",
+    "Meta",
+    "Record",
+    "Session",
+    "SessionConfig",
+    "SessionEncodeError",
+    "SessionError",
+    "SessionFlow",
+    "SessionTooLarge",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "Timeouts",
+    "__version__",
+    "new_token",
+    "open_store",
+    "storage_key",
+]

@@ -1,0 +1,59 @@
+"""Session tokens and the storage keys derived from them.
+
+Rules:
+- A token is 32 bytes (256 bits) from :mod:`secrets`, base64url without padding: 43 chars.
+- Stores only ever see ``storage_key(token)``: SHA-256 of the token, as 64 lowercase hex
+  characters. A dump of any store therefore holds no usable token, and because a lookup
+  compares hashes, timing a lookup tells an attacker about a hash, never about a token.
+- Anything that is not exactly a well-formed token is rejected before it reaches a store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+
+TOKEN_BYTES = 32
+TOKEN_LENGTH = 43  # base64url of 32 bytes, padding stripped
+KEY_LENGTH = 64
+
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{43}")
+_KEY_RE = re.compile(r"[0-9a-f]{64}")
+# base64url of 32 bytes: the last character carries 4 padding bits which must be zero,
+# so only these 16 characters can end a canonical token.
+_LAST_CHARS = frozenset("AEIMQUYcgkosw048")
+
+
+def new_token() -> str:
+    """Return a fresh 256-bit URL-safe session token."""
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def is_valid_token(value: str) -> bool:
+    """True if ``value`` has exactly the shape of a token this library issues."""
+    return (
+        len(value) == TOKEN_LENGTH
+        and _TOKEN_RE.fullmatch(value) is not None
+        and value[-1] in _LAST_CHARS
+    )
+
+
+def storage_key(token: str) -> str:
+    """The key a store files a session under: SHA-256 of the token, hex."""
+    return hashlib.sha256(token.encode("ascii")).hexdigest()
+
+
+def is_valid_key(value: str) -> bool:
+    """True if ``value`` is shaped like a storage key (stores check this as a second fence)."""
+    return len(value) == KEY_LENGTH and _KEY_RE.fullmatch(value) is not None
+
+
+def public_id(key: str, secret: bytes) -> str:
+    """A short keyed hash that names a session in logs, events and device lists.
+
+    It cannot be turned back into the key or the token, and without ``secret`` it cannot be
+    computed from a leaked key either.
+    """
+    return hmac.new(secret, key.encode("ascii"), hashlib.sha256).hexdigest()[:16]

@@ -1,0 +1,303 @@
+"""The session object the application sees: a ``MutableMapping`` that records what changed.
+
+Rules:
+- Values are decoded only when read; a value never read is never decoded or re-encoded.
+- Assignment encodes at once, so an unsupported value fails in the app's own line, naming the
+  key. An assignment whose encoding equals the stored one is not a change.
+- A mutable value that was read (a list, a dict, a tuple holding either) is re-encoded when the
+  request ends and compared with what was loaded, so ``session["cart"].append(x)`` is saved
+  without the app flagging anything.
+- ``clear()`` deletes the keys the request saw; keys a concurrent request adds meanwhile stay.
+- Lifecycle intents (``regenerate``, ``destroy``, ``login`` …) are only recorded here; the
+  request flow turns them into store operations when the response is ready.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from ..errors import SessionTooLarge
+from . import codec
+from .records import Delta, Meta, Record
+
+log = logging.getLogger("sessionkeeper")
+
+# Values of these types cannot change in place: once read, they need no re-encoding.
+_IMMUTABLE: frozenset[type] = frozenset(
+    {str, int, float, bool, type(None), bytes, datetime, Decimal, UUID}
+    | {type(datetime.now().date())}
+)
+
+Loader = Callable[[], Record | None]
+
+
+class _Raw:
+    """A value still in its stored, encoded form."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+class Session(MutableMapping[str, Any]):
+    """Server-side session data for one request, used like a ``dict``.
+
+    Besides the mapping methods it offers the lifecycle: :meth:`regenerate`, :meth:`destroy`,
+    :meth:`login`, :meth:`logout`, and read-only facts: :attr:`user_id`,
+    :attr:`created_at`, :attr:`last_seen`, :attr:`expires_at` (``None`` until saved).
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float],
+        max_size: int,
+        record: Record | None = None,
+        loader: Loader | None = None,
+    ) -> None:
+        self._clock = clock
+        self._max_size = max_size
+        self._loader = loader
+        self._record: Record | None = None
+        self._orig: Mapping[str, str] = {}
+        self._data: dict[str, Any] = {}
+        self._dirty: dict[str, str] = {}  # key -> encoding of the value assigned
+        self._size = 0
+        self.accessed = False  # read at all (the response then needs "Vary: Cookie")
+        self._force = False
+        # lifecycle intents
+        self.rotate = False
+        self.destroyed = False
+        self.new_user: tuple[str | None, float] | None = None  # (user id, auth time) to record
+        if loader is None:
+            self._adopt(record)
+
+    # ---- loading ------------------------------------------------------------------------
+
+    def _adopt(self, record: Record | None) -> None:
+        self._loader = None
+        self._record = record
+        if record is not None:
+            self._orig = record.fields
+            self._data = {k: _Raw(v) for k, v in record.fields.items()}
+            self._size = codec.encoded_size(dict(record.fields))
+
+    def _load(self) -> None:
+        self.accessed = True
+        if self._loader is not None:
+            self._adopt(self._loader())
+
+    @property
+    def loaded(self) -> bool:
+        """True once the stored data was fetched (or there was nothing to fetch)."""
+        return self._loader is None
+
+    @property
+    def record(self) -> Record | None:
+        """The record this session was loaded from, or ``None`` for a new session."""
+        self._load()
+        return self._record
+
+    # ---- mapping ------------------------------------------------------------------------
+
+    def __getitem__(self, key: str) -> Any:
+        self._load()
+        value = self._data[key]
+        if type(value) is _Raw:
+            try:
+                value = codec.decode(value.text)
+            except ValueError:
+                log.warning("dropping corrupt session value %r", key)
+                del self._data[key]
+                raise KeyError(key) from None
+            self._data[key] = value
+        return value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if type(key) is not str:
+            raise TypeError(f"session keys must be str, not {type(key).__name__}")
+        self._load()
+        text = codec.encode(key, value)
+        size = self._size - self._len_of(key) + len(key.encode()) + len(text.encode())
+        if size > self._max_size:
+            raise SessionTooLarge(size, self._max_size)
+        self._size = size
+        self._data[key] = value
+        self._dirty[key] = text
+
+    def _len_of(self, key: str) -> int:
+        # Size estimate of the key's current value: exact for raw and assigned values, the
+        # loaded size for a value mutated in place (delta() measures exactly at the end).
+        if key not in self._data:
+            return 0
+        text = self._dirty.get(key) or self._orig.get(key, "")
+        return len(key.encode()) + len(text.encode())
+
+    def __delitem__(self, key: str) -> None:
+        self._load()
+        self._size -= self._len_of(key)
+        del self._data[key]
+        self._dirty.pop(key, None)
+
+    def __iter__(self) -> Iterator[str]:
+        self._load()
+        return iter(list(self._data))
+
+    def __len__(self) -> int:
+        self._load()
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        self._load()
+        return key in self._data
+
+    def __repr__(self) -> str:
+        state = "unloaded" if self._loader is not None else f"{len(self._data)} keys"
+        return f"<Session {state} user_id={self.user_id_unloaded!r}>"
+
+    def clear(self) -> None:
+        """Remove every key this request sees (keys a concurrent request adds are kept)."""
+        self._load()
+        self._data.clear()
+        self._dirty.clear()
+        self._size = 0
+
+    # ---- change tracking ----------------------------------------------------------------
+
+    @property
+    def modified(self) -> bool:
+        """True if the data differs from what was loaded (nested changes included)."""
+        if self._loader is not None:
+            return False
+        return self.delta().touches_fields
+
+    @modified.setter
+    def modified(self, value: bool) -> None:
+        # Flask apps set ``session.modified = True`` after nested changes; we detect those
+        # anyway, so the flag only forces a re-check of every value that was read.
+        self._force = bool(value)
+
+    def delta(self, meta: Meta | None = None) -> Delta:
+        """The field changes since loading, as a :class:`Delta` carrying ``meta``."""
+        orig = self._orig
+        changed: dict[str, str] = {}
+        for key, value in self._data.items():
+            if type(value) is _Raw:
+                continue
+            text = self._dirty.get(key)
+            if text is None or type(value) not in _IMMUTABLE:
+                if text is None and type(value) in _IMMUTABLE and not self._force:
+                    continue  # read, and cannot have changed in place
+                text = codec.encode(key, value)
+            if orig.get(key) != text:
+                changed[key] = text
+        deleted = frozenset(k for k in orig if k not in self._data)
+        if changed:
+            kept = {k: v for k, v in orig.items() if k in self._data}
+            size = codec.encoded_size({**kept, **changed})
+            if size > self._max_size:
+                raise SessionTooLarge(size, self._max_size)
+        return Delta(set=changed, delete=deleted, meta=meta)
+
+    def encoded(self) -> dict[str, str]:
+        """Every current value, encoded (for creating the session in a store)."""
+        self._load()
+        delta = self.delta()
+        out = {k: v for k, v in self._orig.items() if k in self._data}
+        out.update(delta.set)
+        return out
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def is_new(self) -> bool:
+        """True if this session is not (yet) in the store."""
+        return self.record is None
+
+    def regenerate(self) -> None:
+        """Give the session a new ID at the end of the request; the old ID dies at once."""
+        self._load()
+        self.rotate = True
+
+    def destroy(self) -> None:
+        """Delete the session on the server and clear the cookie; the data is dropped.
+
+        Data written afterwards in the same request goes into a brand-new session.
+        """
+        self._load()
+        self.destroyed = True
+        self.rotate = False
+        self.new_user = None
+        self._record = None
+        self._orig = {}
+        self._data = {}
+        self._dirty = {}
+        self._size = 0
+
+    def login(self, user_id: str | int) -> None:
+        """Sign ``user_id`` in: regenerate the ID, then record the user and the auth time."""
+        self.regenerate()
+        self.new_user = (str(user_id), self._clock())
+
+    def logout(self) -> None:
+        """Sign out: the same as :meth:`destroy`."""
+        self.destroy()
+
+    # ---- facts --------------------------------------------------------------------------
+
+    @property
+    def meta(self) -> Meta | None:
+        """Stored metadata, or ``None`` for a session not yet saved."""
+        record = self.record
+        return None if record is None else record.meta
+
+    @property
+    def user_id(self) -> str | None:
+        """The signed-in user's id, or ``None``."""
+        if self.new_user is not None:
+            return self.new_user[0]
+        meta = self.meta
+        return None if meta is None else meta.user_id
+
+    @property
+    def user_id_unloaded(self) -> str | None:
+        # For repr: never triggers a store round trip.
+        if self._loader is not None:
+            return None
+        return self.user_id
+
+    @property
+    def auth_at(self) -> datetime | None:
+        """When the user last authenticated (login or re-authentication), or ``None``."""
+        if self.new_user is not None:
+            return _dt(self.new_user[1])
+        meta = self.meta
+        return None if meta is None or meta.auth_at is None else _dt(meta.auth_at)
+
+    @property
+    def created_at(self) -> datetime | None:
+        """When the session was first saved (``None`` until then)."""
+        meta = self.meta
+        return None if meta is None else _dt(meta.created_at)
+
+    @property
+    def last_seen(self) -> datetime | None:
+        """When the session was last used, to the touch interval's precision."""
+        meta = self.meta
+        return None if meta is None else _dt(meta.last_seen)
+
+    @property
+    def expires_at(self) -> datetime | None:
+        """When the session dies unless used again (idle), capped by the absolute limit."""
+        meta = self.meta
+        return None if meta is None else _dt(meta.expires_at)
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=timezone.utc)
