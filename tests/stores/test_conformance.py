@@ -63,7 +63,8 @@ def test_create_refuses_taken_key(run: Runner) -> None:
 def test_apply_sets_and_deletes_only_named_fields(run: Runner) -> None:
     run(Create(key(1), rec({"a": "1", "b": "2", "c": "3"})))
     new_meta = meta(now=NOW + 10)
-    assert run(Apply(key(1), Delta(set={"b": "20", "d": "4"}, delete=frozenset({"c"}), meta=new_meta), NOW + 10))
+    delta = Delta(set={"b": "20", "d": "4"}, delete=frozenset({"c"}), meta=new_meta)
+    assert run(Apply(key(1), delta, NOW + 10))
     got = run(Load(key(1), NOW + 10))
     assert got.fields == {"a": "1", "b": "20", "d": "4"}
     assert got.meta == new_meta

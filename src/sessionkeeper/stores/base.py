@@ -121,25 +121,29 @@ def _memory(url: SplitResult, options: dict[str, Any]) -> Store:
 def _file(url: SplitResult, options: dict[str, Any]) -> Store:
     from .file import FileStore
 
-    return FileStore.from_url(url, **options)
+    store: Store = FileStore.from_url(url, **options)
+    return store
 
 
 def _sqlite(url: SplitResult, options: dict[str, Any]) -> Store:
     from .sqlite import SQLiteStore
 
-    return SQLiteStore.from_url(url, **options)
+    store: Store = SQLiteStore.from_url(url, **options)
+    return store
 
 
 def _postgres(url: SplitResult, options: dict[str, Any]) -> Store:
     from .postgres import PostgresStore
 
-    return PostgresStore.from_url(url, **options)
+    store: Store = PostgresStore.from_url(url, **options)
+    return store
 
 
 def _redis(url: SplitResult, options: dict[str, Any]) -> Store:
     from .redis import RedisStore
 
-    return RedisStore.from_url(url, **options)
+    store: Store = RedisStore.from_url(url, **options)
+    return store
 
 
 Opener = Callable[[SplitResult, dict[str, Any]], Store]

@@ -1,0 +1,1 @@
+"""The demo site served by ``sessionkeeper demo`` (standard library only)."""
