@@ -118,6 +118,8 @@ class MemoryStore(MethodStore):
             return out
 
     def do_purge(self, now: float, batch: int) -> int:
+        if batch < 1:
+            raise ConfigError(f"purge batch must be at least 1, not {batch}")
         removed = 0
         while True:
             with self._lock:  # batches keep the lock short for concurrent requests

@@ -1,0 +1,397 @@
+"""File store: one JSON file per session under a directory, safe across threads and processes.
+
+URL: ``file:///absolute/directory`` (created 0700 if missing). POSIX only, one host, a local
+filesystem: it relies on ``flock`` and an atomic ``rename``, which network filesystems do not
+all provide.
+
+Layout (every directory 0700, every file 0600)::
+
+    root/s/<ab>/<key>.json   a session: {"fields": {name: encoded text}, "meta": Meta.to_dict()}
+    root/l/<ab>              the lock stripe for every key starting with <ab> (256 stripes)
+    root/u/<sha256(user)>/<key>   empty marker: the user index behind ListUser
+
+How it keeps the store rules:
+- Writes go to a temporary file in the session's own directory, then ``os.replace`` it over
+  the old one, so a reader sees the old or the new file, never half of one: loads, ListUser
+  and Count take no lock.
+- Create, Apply, Rename and Delete read, change and write under ``flock`` on the key's lock
+  stripe. The lock is on a separate, never-replaced file: a lock on the data file itself would
+  be left behind on the inode that ``os.replace`` swaps out. Each operation opens the stripe
+  afresh, so threads of one process exclude each other as processes do, and a fork never
+  shares a lock. Rename takes its two stripes in sorted order, so two renames cannot deadlock.
+- The user index is a directory of marker files per user, kept under the same stripe lock as
+  the session. A marker is only a hint: ListUser reads each session and lists it only if it is
+  alive and really belongs to that user, so it never shows an expired, deleted or re-assigned
+  session. Markers are written before a session gains a user and removed after it loses one,
+  so a crash leaves at worst an extra marker (which purge sweeps), never a missing one: a
+  "log out everywhere" sees every session. A full scan would need no upkeep but reads every
+  session of every user on each call.
+- A file that does not parse is treated as missing and removed by purge, as are temporary
+  files a crashed process left behind.
+- No fsync: a power cut may lose the last writes or leave a torn file, which reads as missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import stat
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, suppress
+from typing import Any
+from urllib.parse import SplitResult, unquote
+
+from ..core.ids import is_valid_key
+from ..core.records import Delta, Meta, Op, Record
+from ..errors import ConfigError, StoreError
+from .base import MethodStore
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["FileStore"]
+
+_URL_FORM = "file:///absolute/directory"
+_SUFFIX = ".json"
+_TMP = ".tmp."
+_STRIPES = [f"{i:02x}" for i in range(256)]  # fixed: every process sharing a root must agree
+_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+# What reading a session file can give besides a Record.
+_CORRUPT = object()
+
+
+def _stripe(key: str) -> str:
+    return key[:2]
+
+
+def _user_dir_name(user_id: str) -> str:
+    # A user id is any string: hashing makes it a safe, fixed-length directory name.
+    return hashlib.sha256(user_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class FileStore(MethodStore):
+    """Sessions as JSON files under ``root`` (an absolute directory path)."""
+
+    name = "file"
+
+    def __init__(self, root: str) -> None:
+        if fcntl is None:  # pragma: no cover - Windows
+            raise ConfigError("the file store needs POSIX flock(); use sqlite:// on this platform")
+        if not os.path.isabs(root):
+            raise ConfigError(f"file store directory {root!r} must be an absolute path; expected {_URL_FORM}")
+        self.root = os.path.normpath(root)
+        self._sessions = os.path.join(self.root, "s")
+        self._locks = os.path.join(self.root, "l")
+        self._users = os.path.join(self.root, "u")
+        try:
+            self._prepare()
+        except OSError as exc:
+            raise ConfigError(f"cannot use {self.root!r} as a file store directory: {exc}") from None
+
+    @classmethod
+    def from_url(cls, url: SplitResult, **options: Any) -> FileStore:
+        """Open ``file:///absolute/directory``."""
+        if options:
+            raise ConfigError(f"the file store takes no options (got {', '.join(sorted(options))})")
+        if url.netloc not in ("", "localhost") or url.query or url.fragment:
+            raise ConfigError(
+                f"file store URL {url.geturl()!r} is malformed: it takes no host, query or fragment; "
+                f"expected {_URL_FORM}"
+            )
+        path = unquote(url.path)
+        if not path.startswith("/") or path.strip("/") == "" or "\x00" in path:
+            raise ConfigError(
+                f"file store URL {url.geturl()!r} needs an absolute directory path; expected {_URL_FORM} "
+                "(three slashes, then the path from the root)"
+            )
+        return cls(path)
+
+    def _prepare(self) -> None:
+        try:
+            os.makedirs(os.path.dirname(self.root), exist_ok=True)
+            os.mkdir(self.root, 0o700)
+        except FileExistsError:
+            st = os.stat(self.root)
+            if not stat.S_ISDIR(st.st_mode):
+                raise ConfigError(f"file store path {self.root!r} exists and is not a directory") from None
+            if st.st_mode & 0o022:
+                # Anyone else who can write here can plant files or links among the sessions.
+                raise ConfigError(
+                    f"file store directory {self.root!r} is writable by group or others "
+                    f"(mode {stat.S_IMODE(st.st_mode):o}); use a private directory (chmod 700)"
+                ) from None
+        for sub in (self._sessions, self._locks, self._users):
+            with suppress(FileExistsError):
+                os.mkdir(sub, 0o700)
+        for s in _STRIPES:
+            with suppress(FileExistsError):
+                os.mkdir(os.path.join(self._sessions, s), 0o700)
+
+    def execute(self, op: Op) -> Any:
+        """Perform one operation; filesystem failures become :class:`StoreError`."""
+        try:
+            return super().execute(op)
+        except OSError as exc:
+            raise StoreError(f"file store {self.root!r}: {exc}") from exc
+
+    # ---- files ---------------------------------------------------------------------------
+
+    def _path(self, key: str) -> str:
+        return os.path.join(self._sessions, _stripe(key), key + _SUFFIX)
+
+    @contextmanager
+    def _locked(self, *keys: str) -> Iterator[None]:
+        """Hold the lock stripes of ``keys`` (each once, in sorted order)."""
+        with ExitStack() as stack:
+            for s in sorted({_stripe(k) for k in keys}):
+                fd = os.open(os.path.join(self._locks, s), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                stack.callback(os.close, fd)  # closing the descriptor releases the lock
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+
+    def _read(self, path: str) -> Record | object | None:
+        """The Record in ``path``; ``None`` if there is no file; ``_CORRUPT`` if it won't parse."""
+        try:
+            fd = os.open(path, _READ)
+        except FileNotFoundError:
+            return None
+        with os.fdopen(fd, "rb") as f:
+            raw = f.read()
+        try:
+            doc = json.loads(raw)
+            fields = doc["fields"]
+            if not isinstance(fields, dict) or not all(type(v) is str for v in fields.values()):
+                return _CORRUPT
+            return Record(fields, Meta.from_dict(doc["meta"]))
+        except (ValueError, TypeError, KeyError):  # UnicodeDecodeError is a ValueError
+            return _CORRUPT
+
+    def _live(self, key: str, now: float) -> Record | None:
+        got = self._read(self._path(key))
+        if isinstance(got, Record) and got.meta.expires_at > now:
+            return got
+        return None
+
+    def _write_tmp(self, key: str, record: Record) -> str:
+        doc = {"fields": dict(record.fields), "meta": record.meta.to_dict()}
+        data = json.dumps(doc, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+        directory = os.path.join(self._sessions, _stripe(key))
+        tmp = os.path.join(directory, f"{_TMP}{key}.{secrets.token_hex(8)}")
+        fd = os.open(tmp, _NEW, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        except BaseException:
+            with suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return tmp
+
+    def _write(self, key: str, record: Record) -> None:
+        tmp = self._write_tmp(key, record)
+        try:
+            os.replace(tmp, self._path(key))
+        except BaseException:
+            with suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def _mark(self, user_id: str | None, key: str) -> None:
+        if user_id is None:
+            return
+        directory = os.path.join(self._users, _user_dir_name(user_id))
+        for _ in range(10):
+            with suppress(FileExistsError):
+                os.mkdir(directory, 0o700)
+            try:
+                marker = os.path.join(directory, key)
+                os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+                return
+            except FileNotFoundError:
+                continue  # purge removed the (then empty) directory in between: make it again
+        raise StoreError(f"cannot write the user index under {directory!r}")
+
+    def _unmark(self, user_id: str | None, key: str) -> None:
+        if user_id is not None:
+            with suppress(FileNotFoundError):
+                os.unlink(os.path.join(self._users, _user_dir_name(user_id), key))
+
+    @staticmethod
+    def _patched(record: Record, delta: Delta) -> Record:
+        fields = {k: v for k, v in record.fields.items() if k not in delta.delete}
+        fields.update(delta.set)
+        return Record(fields, delta.meta if delta.meta is not None else record.meta)
+
+    # ---- operations ----------------------------------------------------------------------
+
+    def do_load(self, key: str, now: float) -> Record | None:
+        if not is_valid_key(key):
+            return None
+        return self._live(key, now)
+
+    def do_create(self, key: str, record: Record) -> bool:
+        if not is_valid_key(key):
+            return False
+        with self._locked(key):
+            if isinstance(self._read(self._path(key)), Record):
+                return False  # taken (a corrupt file counts as missing and is overwritten)
+            self._mark(record.meta.user_id, key)
+            self._write(key, record)
+        return True
+
+    def do_apply(self, key: str, delta: Delta, now: float) -> bool:
+        if not is_valid_key(key):
+            return False
+        with self._locked(key):
+            current = self._live(key, now)
+            if current is None:
+                return False
+            new = self._patched(current, delta)
+            old_user, new_user = current.meta.user_id, new.meta.user_id
+            if new_user != old_user:
+                self._mark(new_user, key)
+            self._write(key, new)
+            if new_user != old_user:
+                self._unmark(old_user, key)
+        return True
+
+    def do_rename(self, old: str, new: str, delta: Delta, now: float) -> bool:
+        if not (is_valid_key(old) and is_valid_key(new)) or old == new:
+            return False
+        with self._locked(old, new):
+            current = self._live(old, now)
+            if current is None or os.path.lexists(self._path(new)):
+                return False
+            moved = self._patched(current, delta)
+            self._mark(moved.meta.user_id, new)
+            tmp = self._write_tmp(new, moved)
+            try:
+                # The old key dies before the new one is born: a crash in between logs the
+                # user out rather than leaving a token alive that rename meant to kill.
+                os.unlink(self._path(old))
+                os.replace(tmp, self._path(new))
+            except BaseException:
+                with suppress(OSError):
+                    os.unlink(tmp)
+                raise
+            self._unmark(current.meta.user_id, old)
+        return True
+
+    def do_delete(self, key: str) -> bool:
+        if not is_valid_key(key):
+            return False
+        with self._locked(key):
+            current = self._read(self._path(key))
+            if current is None:
+                return False
+            os.unlink(self._path(key))
+            if isinstance(current, Record):
+                self._unmark(current.meta.user_id, key)
+                return True
+            return False  # a corrupt file counts as missing; it is gone now all the same
+
+    def do_list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
+        try:
+            names = os.listdir(os.path.join(self._users, _user_dir_name(user_id)))
+        except FileNotFoundError:
+            return []
+        out = []
+        for key in sorted(names):
+            if not is_valid_key(key):
+                continue
+            record = self._live(key, now)
+            if record is not None and record.meta.user_id == user_id:
+                out.append((key, record.meta))
+        return out
+
+    def _session_keys(self, stripe: str) -> tuple[list[str], list[str]]:
+        """The keys stored in one stripe's directory, and any temporary files there."""
+        keys, tmps = [], []
+        for name in os.listdir(os.path.join(self._sessions, stripe)):
+            if name.startswith(_TMP):
+                tmps.append(name)
+            elif name.endswith(_SUFFIX) and is_valid_key(name[: -len(_SUFFIX)]):
+                keys.append(name[: -len(_SUFFIX)])
+        return keys, tmps
+
+    def _dead(self, key: str, now: float) -> tuple[bool, Record | None]:
+        """Whether ``key``'s file is expired or corrupt, and its record if it parsed."""
+        got = self._read(self._path(key))
+        if got is _CORRUPT:
+            return True, None
+        if isinstance(got, Record):
+            return got.meta.expires_at <= now, got
+        return False, None
+
+    def _purge_batch(self, stripe: str, keys: list[str], tmps: list[str], now: float) -> int:
+        """Remove the sessions in ``keys`` that are still dead, under the stripe's lock."""
+        removed = 0
+        directory = os.path.join(self._sessions, stripe)
+        with self._locked(stripe):
+            for key in keys:
+                dead, got = self._dead(key, now)  # again: it may have been touched meanwhile
+                if dead:
+                    os.unlink(self._path(key))
+                    if got is not None:
+                        self._unmark(got.meta.user_id, key)
+                    removed += 1
+            # Writers hold this lock while their temporary file exists: any left now is
+            # debris from a process that died mid-write.
+            for name in tmps:
+                with suppress(FileNotFoundError):
+                    os.unlink(os.path.join(directory, name))
+        return removed
+
+    def do_purge(self, now: float, batch: int) -> int:
+        if batch < 1:
+            raise ConfigError(f"purge batch must be at least 1, not {batch!r}")
+        removed = 0
+        for stripe in _STRIPES:
+            keys, tmps = self._session_keys(stripe)
+            # Find the dead without a lock, then confirm and remove them in locked batches.
+            dead = [k for k in keys if self._dead(k, now)[0]]
+            for i in range(0, len(dead), batch):
+                removed += self._purge_batch(stripe, dead[i : i + batch], tmps if i == 0 else [], now)
+            if not dead and tmps:
+                self._purge_batch(stripe, [], tmps, now)
+        self._sweep_index(now)
+        return removed
+
+    def _sweep_index(self, now: float) -> None:
+        """Drop user-index markers whose session is gone, dead or someone else's."""
+        for user_dir in os.listdir(self._users):
+            directory = os.path.join(self._users, user_dir)
+            try:
+                names = os.listdir(directory)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for key in names:
+                if not is_valid_key(key) or self._marker_ok(user_dir, key, now):
+                    continue  # alive (or not a marker of ours: left alone)
+                with self._locked(key):
+                    if not self._marker_ok(user_dir, key, now):
+                        with suppress(FileNotFoundError):
+                            os.unlink(os.path.join(directory, key))
+            with suppress(OSError):  # not empty (a session gained this user meanwhile): keep
+                os.rmdir(directory)
+
+    def _marker_ok(self, user_dir: str, key: str, now: float) -> bool:
+        record = self._live(key, now)
+        return (
+            record is not None
+            and record.meta.user_id is not None
+            and _user_dir_name(record.meta.user_id) == user_dir
+        )
+
+    def do_count(self, now: float) -> int:
+        n = 0
+        for stripe in _STRIPES:
+            keys, _ = self._session_keys(stripe)
+            n += sum(1 for k in keys if self._live(k, now) is not None)
+        return n
