@@ -10,6 +10,7 @@ Rules:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,8 +28,8 @@ def seconds(value: float | timedelta, name: str) -> float:
         value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"{name} must be a number of seconds or a timedelta, not {value!r}")
-    if not value > 0 or value != value:
-        raise ConfigError(f"{name} must be more than 0 seconds, not {value!r}")
+    if not 0 < value < math.inf:  # also rejects nan
+        raise ConfigError(f"{name} must be a finite number of seconds above 0, not {value!r}")
     return float(value)
 
 

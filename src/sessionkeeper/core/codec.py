@@ -88,8 +88,17 @@ def from_json_tree(node: Any) -> Any:
         raise ValueError("malformed tagged value")
     tag, payload = node[TAG], node["v"]
     if tag == "map":
-        return {str(k): from_json_tree(v) for k, v in payload}
+        if type(payload) is not list:
+            raise ValueError("tag 'map' needs a list of [key, value] pairs")
+        out: dict[str, Any] = {}
+        for pair in payload:
+            if type(pair) is not list or len(pair) != 2 or type(pair[0]) is not str:
+                raise ValueError("tag 'map' needs a list of [key, value] pairs")
+            out[pair[0]] = from_json_tree(pair[1])
+        return out
     if tag == "t":
+        if type(payload) is not list:  # a string payload would silently become a tuple of chars
+            raise ValueError("tag 't' needs a list payload")
         return tuple(from_json_tree(v) for v in payload)
     if not isinstance(payload, str):
         raise ValueError(f"tag {tag!r} needs a string payload")
@@ -104,7 +113,10 @@ def from_json_tree(node: Any) -> Any:
     if tag == "b":
         return base64.b64decode(payload.encode("ascii"), validate=True)
     if tag == "f":
-        return float(payload)
+        value = float(payload)
+        if math.isfinite(value):  # the encoder tags only nan and the infinities
+            raise ValueError("tag 'f' holds a finite number")
+        return value
     raise ValueError(f"unknown value tag {tag!r}")
 
 
@@ -130,8 +142,11 @@ def decode(text: str) -> Any:
     """Decode JSON text written by :func:`encode`; raises :class:`ValueError` if corrupt."""
     try:
         return from_json_tree(_plain_decode(text))
-    except (TypeError, KeyError, RecursionError) as exc:
-        raise ValueError(f"corrupt session value: {exc}") from None
+    except ValueError:
+        raise
+    # Decimal("junk") raises decimal.InvalidOperation, an ArithmeticError, not a ValueError.
+    except (TypeError, KeyError, RecursionError, ArithmeticError) as exc:
+        raise ValueError(f"corrupt session value: {exc!r}") from None
 
 
 def encoded_size(fields: dict[str, str]) -> int:

@@ -49,6 +49,11 @@ class SessionConfig:
                 f"({idle:g} s)"
             )
         touch = None if self.touch_interval is None else seconds(self.touch_interval, "touch_interval")
+        if touch is not None and touch >= idle:
+            # A read-only session is touched only this often: it would die idle in between.
+            raise ConfigError(
+                f"touch_interval ({touch:g} s) must be shorter than idle_timeout ({idle:g} s)"
+            )
         object.__setattr__(self, "timeouts", Timeouts(idle, absolute, touch))
         object.__setattr__(
             self,
@@ -66,7 +71,8 @@ class SessionConfig:
         )
         if isinstance(self.max_size, bool) or not isinstance(self.max_size, int) or self.max_size < 1:
             raise ConfigError(f"max_size must be a positive number of bytes, not {self.max_size!r}")
-        if not 500 <= self.unavailable_status <= 599:
+        status = self.unavailable_status
+        if isinstance(status, bool) or not isinstance(status, int) or not 500 <= status <= 599:
             raise ConfigError("unavailable_status must be a 5xx status code")
 
     @classmethod

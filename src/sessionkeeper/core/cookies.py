@@ -40,7 +40,7 @@ class CookiePolicy:
     host_prefix: bool = True  # add "__Host-" when secure, path "/" and no domain
 
     def __post_init__(self) -> None:
-        if not _NAME_RE.fullmatch(self.name):
+        if not isinstance(self.name, str) or not _NAME_RE.fullmatch(self.name):
             raise ConfigError(f"cookie_name {self.name!r} is not a valid cookie name")
         if self.same_site not in ("lax", "strict", "none"):
             raise ConfigError(f"same_site must be 'lax', 'strict' or 'none', not {self.same_site!r}")
@@ -50,7 +50,9 @@ class CookiePolicy:
             raise ConfigError(f"cookie_path {self.path!r} must start with '/' and hold no ';'")
         if self.domain is not None and (not self.domain or not _ATTR_RE.fullmatch(self.domain)):
             raise ConfigError(f"cookie_domain {self.domain!r} is not a valid domain")
-        if self.max_age is not None and (isinstance(self.max_age, bool) or self.max_age <= 0):
+        if self.max_age is not None and (
+            isinstance(self.max_age, bool) or not isinstance(self.max_age, int) or self.max_age <= 0
+        ):
             raise ConfigError(f"cookie_max_age must be a positive int or None, not {self.max_age!r}")
         lower = self.name.lower()
         if lower.startswith("__host-") and not (self.secure and self.path == "/" and self.domain is None):

@@ -19,6 +19,7 @@ from collections.abc import Callable, Generator
 from dataclasses import replace
 from typing import Any, TypeVar
 
+from ..errors import ConfigError
 from . import ids
 from .config import SessionConfig
 from .cookies import read_token
@@ -83,10 +84,11 @@ class SessionFlow:
         status saves nothing: the app failed half-way and its changes may be half-made.
         """
         headers: Headers = []
-        if not session.loaded or status >= 500:
+        # Untouched (never loaded, or loaded eagerly by an async adapter but never used):
+        # no write, no touch, no header, so every adapter behaves the same.
+        if not session.loaded or not session.accessed or status >= 500:
             return headers
-        if session.accessed:
-            headers.append(("Vary", "Cookie"))
+        headers.append(("Vary", "Cookie"))  # the response depends on the session it read
         cookie = self.config.cookie
         now = self.config.clock()
         old_key = None if token is None else ids.storage_key(token)
@@ -107,8 +109,9 @@ class SessionFlow:
         if record is None or old_key is None:
             if len(session) == 0 and session.new_user is None:
                 return headers  # nothing worth a session: stay lazy, no cookie
-            new_token = self.config.token_factory()
-            ok = yield Create(ids.storage_key(new_token), Record(session.encoded(), self._new_meta(session, now)))
+            new_token = self._new_token()
+            new_record = Record(session.encoded(), self._new_meta(session, now))
+            ok = yield Create(ids.storage_key(new_token), new_record)
             if ok:
                 headers += self._cookie_headers(new_token)
             return headers
@@ -118,7 +121,7 @@ class SessionFlow:
             new_meta = self._touched(meta, now)
             if session.new_user is not None:
                 new_meta = replace(new_meta, user_id=session.new_user[0], auth_at=session.new_user[1])
-            new_token = self.config.token_factory()
+            new_token = self._new_token()
             ok = yield Rename(old_key, ids.storage_key(new_token), session.delta(new_meta), now)
             if ok:
                 headers += self._cookie_headers(new_token)
@@ -127,10 +130,20 @@ class SessionFlow:
         delta = session.delta()
         if delta.touches_fields or self.config.timeouts.touch_due(meta.last_seen, now):
             delta = replace(delta, meta=self._touched(meta, now))
-            yield Apply(old_key, delta, now)
-            if cookie.max_age is not None and token is not None:
+            ok = yield Apply(old_key, delta, now)
+            if ok and cookie.max_age is not None and token is not None:
                 headers += self._cookie_headers(token)  # refresh a persistent cookie's age
         return headers
+
+    def _new_token(self) -> str:
+        token = self.config.token_factory()
+        if not ids.is_valid_token(token):
+            # The next request would reject it and silently start a fresh session.
+            raise ConfigError(
+                "token_factory must return tokens shaped like sessionkeeper.new_token() "
+                "(43 base64url characters from 32 random bytes)"
+            )
+        return token
 
     def _touched(self, meta: Meta, now: float) -> Meta:
         return replace(

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
+
 @dataclass(frozen=True, slots=True)
 class Meta:
     """Server-side facts about a session, never written by the application directly."""

@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from ..errors import SessionTooLarge
+from ..errors import SessionEncodeError, SessionError, SessionTooLarge
 from . import codec
 from .records import Delta, Meta, Record
 
@@ -70,7 +70,6 @@ class Session(MutableMapping[str, Any]):
         self._dirty: dict[str, str] = {}  # key -> encoding of the value assigned
         self._size = 0
         self.accessed = False  # read at all (the response then needs "Vary: Cookie")
-        self._force = False
         # lifecycle intents
         self.rotate = False
         self.destroyed = False
@@ -113,7 +112,9 @@ class Session(MutableMapping[str, Any]):
             try:
                 value = codec.decode(value.text)
             except ValueError:
+                # The key is then saved as deleted (if the request saves at all).
                 log.warning("dropping corrupt session value %r", key)
+                self._size -= self._len_of(key)
                 del self._data[key]
                 raise KeyError(key) from None
             self._data[key] = value
@@ -122,6 +123,11 @@ class Session(MutableMapping[str, Any]):
     def __setitem__(self, key: str, value: Any) -> None:
         if type(key) is not str:
             raise TypeError(f"session keys must be str, not {type(key).__name__}")
+        if not key.isascii():
+            try:
+                key.encode("utf-8")
+            except UnicodeEncodeError:
+                raise SessionEncodeError(key, "the key holds a lone surrogate (not valid UTF-8)") from None
         self._load()
         text = codec.encode(key, value)
         size = self._size - self._len_of(key) + len(key.encode()) + len(text.encode())
@@ -175,13 +181,16 @@ class Session(MutableMapping[str, Any]):
         """True if the data differs from what was loaded (nested changes included)."""
         if self._loader is not None:
             return False
-        return self.delta().touches_fields
+        try:
+            return self.delta().touches_fields
+        except SessionError:
+            return True  # changed into something that cannot be saved; the save will say so
 
     @modified.setter
     def modified(self, value: bool) -> None:
-        # Flask apps set ``session.modified = True`` after nested changes; we detect those
-        # anyway, so the flag only forces a re-check of every value that was read.
-        self._force = bool(value)
+        # Accepted and ignored: Flask code sets ``session.modified = True`` after nested
+        # changes, which this session detects by itself; ``False`` cannot hide a change.
+        return
 
     def delta(self, meta: Meta | None = None) -> Delta:
         """The field changes since loading, as a :class:`Delta` carrying ``meta``."""
@@ -191,10 +200,10 @@ class Session(MutableMapping[str, Any]):
             if type(value) is _Raw:
                 continue
             text = self._dirty.get(key)
-            if text is None or type(value) not in _IMMUTABLE:
-                if text is None and type(value) in _IMMUTABLE and not self._force:
-                    continue  # read, and cannot have changed in place
-                text = codec.encode(key, value)
+            if type(value) not in _IMMUTABLE:
+                text = codec.encode(key, value)  # may have changed in place since
+            elif text is None:
+                continue  # read, and cannot have changed in place
             if orig.get(key) != text:
                 changed[key] = text
         deleted = frozenset(k for k in orig if k not in self._data)

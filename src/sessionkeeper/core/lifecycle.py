@@ -1,0 +1,84 @@
+"""Account-security operations outside the request's own save: "your devices" and revocation.
+
+Each is a generator of store operations (like :mod:`.flow`), run by the sync or async driver,
+so the logic exists once. Devices are named by their public id (a short hash of the storage
+key); no token or storage key leaves this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from .events import SessionEvent
+from .ids import public_id
+from .records import Delete, ListUser, Meta, Op
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """One live session of a user, as shown on an account-security page."""
+
+    session_id: str  # public id: pass it back to revoke this one
+    created_at: datetime
+    last_seen: datetime
+    expires_at: datetime
+    auth_at: datetime | None
+    ip: str | None
+    user_agent: str  # summarised: "Firefox on Linux"
+    current: bool  # the session of the request that asked
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=timezone.utc)
+
+
+def device(key: str, meta: Meta, secret: bytes, current_key: str | None) -> Device:
+    return Device(
+        session_id=public_id(key, secret),
+        created_at=_dt(meta.created_at),
+        last_seen=_dt(meta.last_seen),
+        expires_at=_dt(meta.expires_at),
+        auth_at=None if meta.auth_at is None else _dt(meta.auth_at),
+        ip=meta.info.get("ip") or None,
+        user_agent=meta.info.get("ua", "unknown"),
+        current=key == current_key,
+    )
+
+
+def list_devices(
+    user_id: str, now: float, secret: bytes, current_key: str | None = None
+) -> Generator[Op, Any, list[Device]]:
+    """The user's live sessions, most recently used first."""
+    rows: list[tuple[str, Meta]] = yield ListUser(user_id, now)
+    devices = [device(k, m, secret, current_key) for k, m in rows]
+    devices.sort(key=lambda d: d.last_seen, reverse=True)
+    return devices
+
+
+def revoke(
+    user_id: str,
+    now: float,
+    secret: bytes,
+    *,
+    session_id: str | None = None,
+    keep_key: str | None = None,
+    reason: str = "revoked",
+) -> Generator[Op, Any, list[SessionEvent]]:
+    """Delete the user's sessions: the one named ``session_id``, or all but ``keep_key``.
+
+    Returns one ``revoked`` event per session deleted.
+    """
+    rows: list[tuple[str, Meta]] = yield ListUser(user_id, now)
+    events: list[SessionEvent] = []
+    for key, _meta in rows:
+        if key == keep_key:
+            continue
+        pid = public_id(key, secret)
+        if session_id is not None and pid != session_id:
+            continue
+        if (yield Delete(key)):
+            events.append(SessionEvent("revoked", now, pid, user_id, {"reason": reason}))
+    return events
