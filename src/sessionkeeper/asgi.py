@@ -21,11 +21,13 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from .core.config import SessionConfig
-from .core.flow import SessionFlow
+from .core.flow import RequestInfo, RequestState, SessionFlow, info_from_headers
 from .core.records import Record
 from .core.session import Session
+from .dispatch import emit_async
 from .drivers import run_async
 from .errors import StoreUnavailable
+from .responses import CSRF_REFUSED, UNAVAILABLE
 from .stores.base import Store
 
 Scope = MutableMapping[str, Any]
@@ -34,16 +36,30 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_UNAVAILABLE_BODY = b"Session store unavailable; try again shortly.\n"
 
 
-def _cookie_header(scope: Scope) -> str | None:
-    # Servers lowercase header names, but a hand-built scope may not: compare lowercased.
-    found = [v for k, v in scope.get("headers", ()) if k.lower() == b"cookie"]
-    if not found:
-        return None
-    # HTTP/2 may split cookies over several headers; join them as one.
-    return "; ".join(v.decode("latin-1") for v in found)
+def request_info(scope: Scope, header_name: str) -> RequestInfo:
+    """What the flow needs from an ASGI scope."""
+    headers: dict[str, str] = {}
+    for k, v in scope.get("headers", ()):
+        # Servers lowercase header names, but a hand-built scope may not: compare lowercased.
+        name = k.decode("latin-1").lower()
+        value = v.decode("latin-1")
+        if name in headers:
+            # HTTP/2 may split cookies over several headers; other repeats join with ","
+            headers[name] += ("; " if name == "cookie" else ",") + value
+        else:
+            headers[name] = value
+    client = scope.get("client")
+    scheme = str(scope.get("scheme") or "http").replace("ws", "http")
+    return info_from_headers(
+        str(scope.get("method") or "GET"),
+        headers,
+        query=bytes(scope.get("query_string") or b"").decode("latin-1"),
+        ip=str(client[0]) if client else None,
+        scheme=scheme,
+        header_name=header_name,
+    )
 
 
 class SessionMiddleware:
@@ -66,26 +82,37 @@ class SessionMiddleware:
             await self.app(scope, receive, send)
             return
         flow = self.flow
-        token = flow.token(_cookie_header(scope))
-        record: Record | None = None
+        state = flow.begin(request_info(scope, self.config.header_name))
         try:
-            if token is not None:
-                record = flow.check(await self.store.aexecute(flow.load_op(token)))
-        except StoreUnavailable:
-            await self._unavailable(scope, send)
-            return
-        session: Session = flow.session(record)
-        scope["session"] = session
-        if scope["type"] == "websocket":
-            await self.app(scope, receive, send)
-            return
+            if state.csrf_failed:
+                await self._refuse(scope, send)
+                return
+            record: Record | None = None
+            try:
+                if state.token is not None:
+                    record = await run_async(flow.load(state), self.store)
+            except StoreUnavailable:
+                await self._unavailable(scope, send)
+                return
+            session: Session = flow.open(state, record)
+            scope["session"] = session
+            if scope["type"] == "websocket":
+                await self.app(scope, receive, send)
+                return
+            await self._http(scope, receive, send, state, session)
+        finally:
+            if state.events:
+                await emit_async(self.config.on_event, state.take_events())
 
+    async def _http(
+        self, scope: Scope, receive: Receive, send: Send, state: RequestState, session: Session
+    ) -> None:
         started = False
 
         async def send_wrapper(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start" and not started:
-                headers = await run_async(flow.commit(token, session, message["status"]), self.store)
+                headers = await run_async(self.flow.commit(state, session, message["status"]), self.store)
                 if headers:
                     raw = list(message.get("headers", ()))
                     raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
@@ -100,18 +127,28 @@ class SessionMiddleware:
                 raise
             await self._unavailable(scope, send)
 
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})  # policy violation
+            return
+        await _plain(send, 403, CSRF_REFUSED, [])
+
     async def _unavailable(self, scope: Scope, send: Send) -> None:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1013})  # "try again later"
             return
-        await send({
-            "type": "http.response.start",
-            "status": self.config.unavailable_status,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(_UNAVAILABLE_BODY)).encode()),
-                (b"retry-after", b"1"),
-                (b"cache-control", b"no-store"),
-            ],
-        })
-        await send({"type": "http.response.body", "body": _UNAVAILABLE_BODY})
+        await _plain(send, self.config.unavailable_status, UNAVAILABLE, [(b"retry-after", b"1")])
+
+
+async def _plain(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> None:
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-store"),
+            *extra,
+        ],
+    })
+    await send({"type": "http.response.body", "body": body})

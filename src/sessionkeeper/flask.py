@@ -9,16 +9,19 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, Request, Response
+from flask import session as flask_session
 from flask.sessions import SessionInterface as _FlaskSessionInterface
 from flask.sessions import SessionMixin
 
 from .core.config import SessionConfig
-from .core.flow import SessionFlow
-from .core.records import Record
+from .core.flow import RequestState, SessionFlow
 from .core.session import Session
+from .dispatch import emit_sync
 from .drivers import run_sync
 from .errors import StoreUnavailable
+from .responses import CSRF_REFUSED
 from .stores.base import Store
+from .wsgi import request_info
 
 __all__ = ["FlaskSession", "SessionInterface", "init_app"]
 
@@ -33,7 +36,7 @@ _UNAVAILABLE_HEADERS = {
 class FlaskSession(Session, SessionMixin):
     """:class:`~sessionkeeper.Session` that Flask accepts as ``flask.session``."""
 
-    token: str | None = None
+    state: RequestState | None = None
     _permanent = False
 
     # Flask's mixin keeps ``permanent`` as a "_permanent" key in the data, which would turn
@@ -64,33 +67,29 @@ class SessionInterface(_FlaskSessionInterface):
         self.flow = SessionFlow(config)
 
     def open_session(self, app: Flask, request: Request) -> FlaskSession:
-        flow = self.flow
-        token = flow.token(request.headers.get("Cookie"))
-        if token is None:
-            session = flow.session(cls=FlaskSession)
-        else:
-            store = self.store
-
-            def load() -> Record | None:
-                return flow.check(store.execute(flow.load_op(token)))
-
-            session = flow.session(loader=load, cls=FlaskSession)
-        session.token = token
+        state = self.flow.begin(request_info(request.environ, self.config.header_name))
+        store = self.store
+        session = self.flow.open(state, run=lambda flow: run_sync(flow, store), cls=FlaskSession)
+        session.state = state
         return session
 
     def is_null_session(self, obj: object) -> bool:
         return False
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
-        if not isinstance(session, FlaskSession):
+        if not isinstance(session, FlaskSession) or session.state is None:
             return
+        state = session.state
         try:
-            headers = run_sync(self.flow.commit(session.token, session, response.status_code), self.store)
+            headers = run_sync(self.flow.commit(state, session, response.status_code), self.store)
         except StoreUnavailable:
             # Raised here, Flask would answer a plain 500; turn this response into the 503
             # the error handler gives for failures inside the view.
             _make_unavailable(response, self.config.unavailable_status)
             return
+        finally:
+            if state.events:
+                emit_sync(self.config.on_event, state.take_events())
         for name, value in headers:
             if name == "Vary":
                 response.vary.add(value)
@@ -125,5 +124,15 @@ def init_app(
         return (_UNAVAILABLE_BODY, cfg.unavailable_status, dict(_UNAVAILABLE_HEADERS))
 
     app.register_error_handler(StoreUnavailable, unavailable)
+
+    def refuse_cross_site() -> tuple[bytes, int, dict[str, str]] | None:
+        session = flask_session._get_current_object()  # type: ignore[attr-defined]
+        if isinstance(session, FlaskSession) and session.state is not None and session.state.csrf_failed:
+            headers = {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"}
+            return (CSRF_REFUSED, 403, headers)
+        return None
+
+    if cfg.csrf:
+        app.before_request(refuse_cross_site)
     app.extensions["sessionkeeper"] = interface
     return interface

@@ -15,11 +15,12 @@ from types import TracebackType
 from typing import Any
 
 from .core.config import SessionConfig
-from .core.flow import SessionFlow
-from .core.records import Record
+from .core.flow import RequestInfo, RequestState, SessionFlow, info_from_headers
 from .core.session import Session
+from .dispatch import emit_sync
 from .drivers import run_sync
 from .errors import StoreUnavailable
+from .responses import CSRF_REFUSED, UNAVAILABLE
 from .stores.base import Store
 
 ENVIRON_KEY = "sessionkeeper.session"
@@ -28,7 +29,6 @@ ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 StartResponse = Callable[..., Callable[[bytes], object]]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
-_UNAVAILABLE_BODY = b"Session store unavailable; try again shortly.\n"
 
 
 class _Resumed:
@@ -65,22 +65,26 @@ class SessionMiddleware:
         self.config = SessionConfig.from_options(config, **options)
         self.flow = SessionFlow(self.config)
 
-    def open(self, environ: dict[str, Any]) -> tuple[str | None, Session]:
-        """The token the client sent and a lazily loading session for it."""
-        flow = self.flow
-        token = flow.token(environ.get("HTTP_COOKIE"))
-        if token is None:
-            return None, flow.session()
+    def open(self, environ: dict[str, Any]) -> tuple[RequestState, Session]:
+        """The request's state and a lazily loading session for it."""
+        state = self.flow.begin(request_info(environ, self.config.header_name))
         store = self.store
-
-        def load() -> Record | None:
-            return flow.check(store.execute(flow.load_op(token)))
-
-        return token, flow.session(loader=load)
+        return state, self.flow.open(state, run=lambda flow: run_sync(flow, store))
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        token, session = self.open(environ)
+        state, session = self.open(environ)
+        if state.csrf_failed:
+            return _plain(start_response, 403, CSRF_REFUSED, [])
         environ[ENVIRON_KEY] = session
+        try:
+            return self._call(environ, start_response, state, session)
+        finally:
+            if state.events:
+                emit_sync(self.config.on_event, state.take_events())
+
+    def _call(
+        self, environ: dict[str, Any], start_response: StartResponse, state: RequestState, session: Session
+    ) -> Iterable[bytes]:
         started = False
 
         def start(
@@ -89,7 +93,9 @@ class SessionMiddleware:
             nonlocal started
             if exc_info is None and not started:
                 code = int(status.split(None, 1)[0])
-                headers = headers + run_sync(self.flow.commit(token, session, code), self.store)
+                headers = headers + run_sync(self.flow.commit(state, session, code), self.store)
+                if state.events:
+                    emit_sync(self.config.on_event, state.take_events())
             started = True
             return start_response(status, headers, exc_info)
 
@@ -114,18 +120,39 @@ class SessionMiddleware:
         except StoreUnavailable:
             if started:
                 raise
-            status = self.config.unavailable_status
-            try:
-                phrase = HTTPStatus(status).phrase
-            except ValueError:
-                phrase = "Service Unavailable"
-            start_response(
-                f"{status} {phrase}",
-                [
-                    ("Content-Type", "text/plain; charset=utf-8"),
-                    ("Content-Length", str(len(_UNAVAILABLE_BODY))),
-                    ("Retry-After", "1"),
-                    ("Cache-Control", "no-store"),
-                ],
-            )
-            return [_UNAVAILABLE_BODY]
+            return _plain(start_response, self.config.unavailable_status, UNAVAILABLE, [("Retry-After", "1")])
+
+
+def _plain(
+    start_response: StartResponse, status: int, body: bytes, extra: list[tuple[str, str]]
+) -> list[bytes]:
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Service Unavailable"
+    start_response(
+        f"{status} {phrase}",
+        [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+            *extra,
+        ],
+    )
+    return [body]
+
+
+def request_info(environ: dict[str, Any], header_name: str) -> RequestInfo:
+    """What the flow needs from a WSGI environ."""
+    headers = {
+        k[5:].replace("_", "-").lower(): str(v) for k, v in environ.items() if k.startswith("HTTP_")
+    }
+    return info_from_headers(
+        str(environ.get("REQUEST_METHOD") or "GET"),
+        headers,
+        query=str(environ.get("QUERY_STRING") or ""),
+        ip=environ.get("REMOTE_ADDR"),
+        scheme=str(environ.get("wsgi.url_scheme") or "http"),
+        header_name=header_name,
+    )
+

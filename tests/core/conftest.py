@@ -10,7 +10,7 @@ import pytest
 
 from sessionkeeper.core import ids
 from sessionkeeper.core.config import SessionConfig
-from sessionkeeper.core.flow import SessionFlow
+from sessionkeeper.core.flow import CommitFlow, RequestInfo, RequestState, SessionFlow
 from sessionkeeper.core.records import Op, Record
 from sessionkeeper.core.session import Session
 from sessionkeeper.stores.memory import MemoryStore
@@ -48,6 +48,14 @@ def drive(gen: Generator[Op, Any, Any], answer: Callable[[Op], Any] | None = Non
         return ops, stop.value
 
 
+def commit(flow: SessionFlow, token: str | None, session: Session, status: int = 200) -> CommitFlow:
+    """``flow.commit`` for a session that was loaded under ``token`` (by hand, in a test)."""
+    state = RequestState(RequestInfo(), token)
+    if token is not None and (session._record is not None or session.destroyed):
+        session.storage_key = ids.storage_key(token)
+    return flow.commit(state, session, status)
+
+
 def set_cookies(headers: list[tuple[str, str]]) -> list[str]:
     return [v for k, v in headers if k == "Set-Cookie"]
 
@@ -71,28 +79,26 @@ class Site:
         self.flow = SessionFlow(self.config)
         self.store = MemoryStore()
         self.ops: list[Op] = []
+        self.events: list[Any] = []
 
     def request(
         self, token: str | None, app: Callable[[Session], Any] = lambda s: None, status: int = 200
     ) -> tuple[str | None, list[tuple[str, str]], Any]:
         """Run ``app`` on the session for ``token``; return (token to use next, headers, result)."""
         header = None if token is None else f"{self.config.cookie.cookie_name}={token}"
-        sent = self.flow.token(header)
+        state = self.flow.begin(RequestInfo(cookie=header))
 
-        def load() -> Record | None:
-            assert sent is not None
-            op = self.flow.load_op(sent)
-            self.ops.append(op)
-            return self.flow.check(self.store.execute(op))
-
-        session = self.flow.session(loader=None if sent is None else load)
-        result = app(session)
+        def run(gen: Generator[Op, Any, Any]) -> Any:
+            return drive(gen, answer)[1]
 
         def answer(op: Op) -> Any:
             self.ops.append(op)
             return self.store.execute(op)
 
-        _, headers = drive(self.flow.commit(sent, session, status), answer)
+        session = self.flow.open(state, run=run)
+        result = app(session)
+        _, headers = drive(self.flow.commit(state, session, status), answer)
+        self.events.extend(state.take_events())
         cookies = set_cookies(headers)
         next_token = token
         if cookies:

@@ -10,7 +10,7 @@ from sessionkeeper.core import codec, ids
 from sessionkeeper.core.flow import SessionFlow
 from sessionkeeper.core.records import Apply, Create, Delete, Meta, Op, Record, Rename
 
-from .conftest import T0, FakeClock, Site, cookie_token, drive, set_cookies
+from .conftest import T0, FakeClock, Site, commit, cookie_token, drive, set_cookies
 
 IDLE, ABSOLUTE = 1800.0, 43200.0
 
@@ -71,7 +71,7 @@ def test_untouched_lazy_session_does_nothing(clock: FakeClock) -> None:
     flow = setup(clock)
     calls = []
     s = flow.session(loader=lambda: calls.append(1))  # type: ignore[arg-type, func-returns-value]
-    assert drive(flow.commit(TOKEN, s, 200)) == ([], [])
+    assert drive(commit(flow, TOKEN, s, 200)) == ([], [])
     assert calls == []
 
 
@@ -79,21 +79,21 @@ def test_loaded_but_unused_session_does_nothing_even_when_a_touch_is_due(clock: 
     flow = setup(clock)
     s = loaded(flow, clock, a=1)
     clock.advance(600)
-    assert drive(flow.commit(TOKEN, s, 200)) == ([], [])
+    assert drive(commit(flow, TOKEN, s, 200)) == ([], [])
 
 
 def test_read_only_writes_nothing_but_varies(clock: FakeClock) -> None:
     flow = setup(clock)
     s = loaded(flow, clock, a=1)
     assert s["a"] == 1
-    assert drive(flow.commit(TOKEN, s, 200)) == ([], [("Vary", "Cookie")])
+    assert drive(commit(flow, TOKEN, s, 200)) == ([], [("Vary", "Cookie")])
 
 
 def test_reading_an_empty_new_session_creates_nothing(clock: FakeClock) -> None:
     flow = setup(clock)
     s = flow.session()
     assert s.get("a") is None
-    assert drive(flow.commit(None, s, 200)) == ([], [("Vary", "Cookie")])
+    assert drive(commit(flow, None, s, 200)) == ([], [("Vary", "Cookie")])
 
 
 def test_touch_is_throttled(clock: FakeClock) -> None:
@@ -101,9 +101,9 @@ def test_touch_is_throttled(clock: FakeClock) -> None:
     s = loaded(flow, clock, a=1)
     clock.advance(59)
     assert s["a"] == 1  # a read
-    assert drive(flow.commit(TOKEN, s, 200))[0] == []
+    assert drive(commit(flow, TOKEN, s, 200))[0] == []
     clock.advance(1)
-    ops, headers = drive(flow.commit(TOKEN, s, 200))
+    ops, headers = drive(commit(flow, TOKEN, s, 200))
     assert ops == [Apply(KEY, ops[0].delta, T0 + 60)]  # type: ignore[union-attr]
     delta = ops[0].delta  # type: ignore[union-attr]
     assert not delta.touches_fields
@@ -116,7 +116,7 @@ def test_first_write_creates_with_a_new_token(clock: FakeClock) -> None:
     flow = setup(clock)
     s = flow.session()
     s["cart"] = [1]
-    ops, headers = drive(flow.commit(None, s, 200))
+    ops, headers = drive(commit(flow, None, s, 200))
     token = cookie_token(headers)
     assert ids.is_valid_token(token)
     (op,) = ops
@@ -133,7 +133,7 @@ def test_change_writes_only_the_changed_keys_in_one_op(clock: FakeClock) -> None
     s["a"] = 10
     del s["b"]
     assert s["c"] == 3  # read, unchanged
-    ops, headers = drive(flow.commit(TOKEN, s, 200))
+    ops, headers = drive(commit(flow, TOKEN, s, 200))
     (op,) = ops
     assert isinstance(op, Apply) and op.key == KEY
     assert op.delta.set == {"a": "10"} and op.delta.delete == {"b"}
@@ -145,11 +145,11 @@ def test_persistent_cookie_is_refreshed_on_write(clock: FakeClock) -> None:
     flow = setup(clock, cookie_max_age=3600)
     s = loaded(flow, clock, a=1)
     s["a"] = 2
-    _, headers = drive(flow.commit(TOKEN, s, 200))
+    _, headers = drive(commit(flow, TOKEN, s, 200))
     assert cookie_token(headers) == TOKEN and "Max-Age=3600" in set_cookies(headers)[0]
     s2 = loaded(flow, clock, a=1)
     s2["a"] = 2
-    _, headers = drive(flow.commit(TOKEN, s2, 200), lambda op: False)  # session gone meanwhile
+    _, headers = drive(commit(flow, TOKEN, s2, 200), lambda op: False)  # session gone meanwhile
     assert set_cookies(headers) == []
 
 
@@ -158,7 +158,7 @@ def test_regenerate_renames(clock: FakeClock) -> None:
     s = loaded(flow, clock, a=1)
     s.regenerate()
     s["b"] = 2
-    ops, headers = drive(flow.commit(TOKEN, s, 200))
+    ops, headers = drive(commit(flow, TOKEN, s, 200))
     (op,) = ops
     new = cookie_token(headers)
     assert new != TOKEN
@@ -171,7 +171,7 @@ def test_failed_rename_sets_no_cookie(clock: FakeClock) -> None:
     flow = setup(clock)
     s = loaded(flow, clock, a=1)
     s.regenerate()
-    _, headers = drive(flow.commit(TOKEN, s, 200), lambda op: False)
+    _, headers = drive(commit(flow, TOKEN, s, 200), lambda op: False)
     assert set_cookies(headers) == []
 
 
@@ -180,7 +180,7 @@ def test_destroy_deletes_and_expires_the_cookie(clock: FakeClock, options: dict[
     flow = setup(clock, **options)
     s = loaded(flow, clock, a=1)
     s.destroy()
-    ops, headers = drive(flow.commit(TOKEN, s, 200))
+    ops, headers = drive(commit(flow, TOKEN, s, 200))
     assert ops == [Delete(KEY)]
     (cookie,) = set_cookies(headers)
     assert cookie == flow.config.cookie.delete_cookie()
@@ -194,7 +194,7 @@ def test_data_after_destroy_goes_to_a_new_session(clock: FakeClock) -> None:
     s = loaded(flow, clock, a=1, user="x")
     s.destroy()
     s["flash"] = "bye"
-    ops, headers = drive(flow.commit(TOKEN, s, 200))
+    ops, headers = drive(commit(flow, TOKEN, s, 200))
     assert [type(op) for op in ops] == [Delete, Create]
     assert ops[0] == Delete(KEY)
     new = cookie_token(headers)  # exactly one Set-Cookie: the new session's
@@ -208,7 +208,7 @@ def test_login_renames_with_user_and_auth_time(clock: FakeClock) -> None:
     s = loaded(flow, clock, cart=[1])
     clock.advance(5)
     s.login("alice")
-    ops, headers = drive(flow.commit(TOKEN, s, 200))
+    ops, headers = drive(commit(flow, TOKEN, s, 200))
     (op,) = ops
     assert isinstance(op, Rename) and op.old == KEY
     assert op.delta.meta is not None
@@ -220,7 +220,7 @@ def test_login_on_a_new_session_creates_it(clock: FakeClock) -> None:
     flow = setup(clock)
     s = flow.session()
     s.login(7)
-    ops, headers = drive(flow.commit(None, s, 200))
+    ops, headers = drive(commit(flow, None, s, 200))
     (op,) = ops
     assert isinstance(op, Create) and op.record.meta.user_id == "7" and op.record.meta.auth_at == T0
     assert op.key == ids.storage_key(cookie_token(headers))
@@ -238,7 +238,7 @@ def test_5xx_saves_nothing(clock: FakeClock, status: int, action: str) -> None:
         s.login("u")
     else:
         s["a"] = 2
-    assert drive(flow.commit(None if action == "create" else TOKEN, s, status)) == ([], [])
+    assert drive(commit(flow, None if action == "create" else TOKEN, s, status)) == ([], [])
 
 
 @pytest.mark.parametrize("status", [200, 302, 404])
@@ -246,7 +246,7 @@ def test_other_statuses_save(clock: FakeClock, status: int) -> None:
     flow = setup(clock)
     s = loaded(flow, clock, a=1)
     s["a"] = 2
-    assert len(drive(flow.commit(TOKEN, s, status))[0]) == 1
+    assert len(drive(commit(flow, TOKEN, s, status))[0]) == 1
 
 
 def test_unknown_token_is_never_adopted(clock: FakeClock) -> None:
@@ -255,7 +255,7 @@ def test_unknown_token_is_never_adopted(clock: FakeClock) -> None:
     s = flow.session(loader=lambda: flow.check(None))
     assert len(s) == 0
     s["x"] = 1
-    ops, headers = drive(flow.commit(TOKEN, s, 200))
+    ops, headers = drive(commit(flow, TOKEN, s, 200))
     (op,) = ops
     assert isinstance(op, Create) and op.key != KEY
     assert cookie_token(headers) != TOKEN
@@ -266,7 +266,7 @@ def test_invalid_token_factory_is_a_config_error(clock: FakeClock) -> None:
     s = flow.session()
     s["x"] = 1
     with pytest.raises(ConfigError, match="token_factory"):
-        drive(flow.commit(None, s, 200))
+        drive(commit(flow, None, s, 200))
 
 
 # ---- whole request cycles over a memory store ----------------------------------------------
@@ -324,7 +324,7 @@ def test_destroyed_session_stays_dead_for_a_slower_request(clock: FakeClock) -> 
         ops.append(op)
         return site.store.execute(op)
 
-    _, headers = drive(flow.commit(token, slow, 200), answer)
+    _, headers = drive(commit(flow, token, slow, 200), answer)
     assert [type(op) for op in ops] == [Apply]
     assert site.stored(token) is None and site.store.count(clock()) == 0
     assert set_cookies(headers) == []

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from typing import Any, Literal
@@ -11,8 +12,14 @@ from ..errors import ConfigError
 from . import ids
 from .clock import Clock, Timeouts, seconds, system_clock
 from .cookies import CookiePolicy, SameSite
+from .events import Subscriber
+from .fingerprint import AnomalyPolicy
 
-Transport = Literal["cookie"]
+Transport = Literal["cookie", "header", "url"]
+SessionLimitPolicy = Literal["evict", "refuse"]
+_HEADER_RE = re.compile(r"[A-Za-z0-9-]+")
+_PARAM_RE = re.compile(r"[A-Za-z0-9_.-]+")
+_DEFAULT_ID_SECRET = b"sessionkeeper.public-id.v1"
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,23 @@ class SessionConfig:
     unavailable_status: int = 503
     clock: Clock = system_clock
     token_factory: Callable[[], str] = ids.new_token
+    # --- transports: only the configured one is accepted ---
+    transport: Transport = "cookie"
+    header_name: str = "X-Session-Token"
+    url_param: str = "sid"
+    # --- lifecycle ---
+    rotate_interval: float | timedelta | None = None  # periodic ID renewal; None: off
+    renew_grace: float | timedelta = 30  # how long a renewed-away ID still leads to its session
+    max_sessions_per_user: int | None = None
+    on_session_limit: SessionLimitPolicy = "evict"
+    anomaly_policy: AnomalyPolicy = "log"
+    probe_threshold: int = 20  # unknown IDs from one network in probe_window -> anomaly event
+    probe_window: float = 60.0
+    on_event: Sequence[Subscriber] = ()
+    id_secret: bytes | str | None = None  # keys the public ids in events and device lists
+    # --- CSRF (cookie and url transports) ---
+    csrf: bool = False  # reject cross-site unsafe requests (Sec-Fetch-Site / Origin)
+    trusted_origins: Sequence[str] = ()
     timeouts: Timeouts = field(init=False)
     cookie: CookiePolicy = field(init=False)
 
@@ -74,6 +98,54 @@ class SessionConfig:
         status = self.unavailable_status
         if isinstance(status, bool) or not isinstance(status, int) or not 500 <= status <= 599:
             raise ConfigError("unavailable_status must be a 5xx status code")
+
+        if self.transport not in ("cookie", "header", "url"):
+            raise ConfigError(f"transport must be 'cookie', 'header' or 'url', not {self.transport!r}")
+        if not _HEADER_RE.fullmatch(self.header_name):
+            raise ConfigError(f"header_name {self.header_name!r} is not a valid header name")
+        if not _PARAM_RE.fullmatch(self.url_param):
+            raise ConfigError(f"url_param {self.url_param!r} is not a valid query parameter name")
+        if self.rotate_interval is not None:
+            seconds(self.rotate_interval, "rotate_interval")
+        if isinstance(self.renew_grace, timedelta):
+            object.__setattr__(self, "renew_grace", self.renew_grace.total_seconds())
+        if not isinstance(self.renew_grace, int | float) or not 0 <= self.renew_grace <= 300:
+            raise ConfigError("renew_grace must be between 0 and 300 seconds")
+        cap = self.max_sessions_per_user
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            raise ConfigError(f"max_sessions_per_user must be a positive int or None, not {cap!r}")
+        if self.on_session_limit not in ("evict", "refuse"):
+            raise ConfigError("on_session_limit must be 'evict' or 'refuse'")
+        if self.anomaly_policy not in ("ignore", "log", "rotate", "reauthenticate", "revoke"):
+            raise ConfigError(
+                "anomaly_policy must be one of 'ignore', 'log', 'rotate', 'reauthenticate', 'revoke'"
+            )
+        if callable(self.on_event):
+            object.__setattr__(self, "on_event", (self.on_event,))
+        object.__setattr__(self, "on_event", tuple(self.on_event))
+        trusted = tuple(o.rstrip("/").lower() for o in self.trusted_origins)
+        object.__setattr__(self, "trusted_origins", trusted)
+
+    @property
+    def rotate_every(self) -> float | None:
+        """Periodic renewal interval in seconds, or ``None``."""
+        if self.rotate_interval is None:
+            return None
+        return seconds(self.rotate_interval, "rotate_interval")
+
+    @property
+    def grace(self) -> float:
+        """``renew_grace`` in seconds."""
+        g = self.renew_grace
+        return g.total_seconds() if isinstance(g, timedelta) else float(g)
+
+    @property
+    def id_secret_bytes(self) -> bytes:
+        """The key of the public ids (a fixed domain label unless ``id_secret`` is set)."""
+        secret = self.id_secret
+        if secret is None:
+            return _DEFAULT_ID_SECRET
+        return secret.encode() if isinstance(secret, str) else bytes(secret)
 
     @classmethod
     def from_options(cls, config: SessionConfig | None = None, **options: Any) -> SessionConfig:

@@ -36,4 +36,4 @@ class SessionEvent:
 
 
 #: a subscriber: a plain callable, sync or async
-Subscriber = Callable[[SessionEvent], "None | Awaitable[None]"]
+Subscriber = Callable[[SessionEvent], "Awaitable[None] | None"]

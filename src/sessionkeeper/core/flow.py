@@ -1,34 +1,100 @@
 """One request, start to end, as pure decisions. The adapters do the I/O.
 
-1. :meth:`SessionFlow.token` reads the client's token from the Cookie header. Absent,
-   repeated, oversized or malformed -> ``None``: no store call will be made for it.
-2. The adapter loads ``Load(storage_key(token))`` (eagerly, or lazily on first access) and
-   passes the record through :meth:`SessionFlow.check`: expired by the current timeouts ->
-   ``None``. Strict mode falls out of this: a client value that the store does not hold
-   is never adopted; a new session always gets a new token.
-3. After the app, :meth:`SessionFlow.commit` is a generator: it yields store operations, the
-   adapter sends each result back, and it returns the response headers to add. Nothing
-   changed and no touch due -> it yields nothing and returns no headers.
+1. :meth:`SessionFlow.begin` turns what the adapter read off the request (:class:`RequestInfo`)
+   into a :class:`RequestState`: the token from the configured transport only (cookie, header
+   or URL). Absent, repeated, oversized or malformed -> no token: no store call is made for it.
+   With ``csrf`` on, a cross-site unsafe request is refused here, before the app runs.
+2. :meth:`SessionFlow.load` is a generator of store operations returning the live record or
+   ``None``. It enforces the *current* timeouts (strict mode: a value the store does not hold
+   is never adopted), follows a renewal alias during its grace window, checks the client's
+   fingerprint against the one recorded at login and applies the anomaly policy, and notices
+   bursts of unknown IDs. Adapters run it eagerly (ASGI) or on first access (WSGI, Flask).
+3. After the app, :meth:`SessionFlow.commit` is a generator too: it yields the store operations
+   that save the session and returns the headers to add. Untouched, unchanged and no touch
+   due -> it yields nothing. Audit events collect in ``RequestState.events`` for the adapter
+   to hand to subscribers.
 
-The drivers in :mod:`sessionkeeper.drivers` run the generator against a store, sync or async.
+The drivers in :mod:`sessionkeeper.drivers` run the generators against a store, sync or async.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
-from dataclasses import replace
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
+from urllib.parse import parse_qs
 
 from ..errors import ConfigError
 from . import ids
 from .config import SessionConfig
-from .cookies import read_token
-from .records import Apply, Create, Delete, Delta, Load, Meta, Op, Record, Rename
+from .cookies import MAX_VALUE, read_token
+from .events import EventKind, SessionEvent
+from .fingerprint import Client, drift, ip_prefix
+from .probing import ProbeMonitor
+from .records import Apply, Create, Delete, Delta, ListUser, Load, Meta, Op, Record, Rename
 from .session import Session
 
 Headers = list[tuple[str, str]]
 S = TypeVar("S", bound=Session)
 CommitFlow = Generator[Op, Any, Headers]
+LoadFlow = Generator[Op, Any, "Record | None"]
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+_ROTATED_AT = "rot"  # Meta.info key: when the ID was last renewed (float text)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    """What the adapter read off the request; plain strings, nothing parsed yet."""
+
+    method: str = "GET"
+    cookie: str | None = None  # the Cookie header(s), joined with "; "
+    header_token: str | None = None  # the configured token header's value(s), joined with ","
+    query: str = ""  # the raw query string
+    ip: str | None = None
+    user_agent: str | None = None
+    origin: str | None = None
+    sec_fetch_site: str | None = None
+    own_origin: str | None = None  # "scheme://host[:port]" of this request
+
+    @property
+    def client(self) -> Client:
+        return Client(self.ip, self.user_agent)
+
+
+@dataclass(slots=True)
+class RequestState:
+    """Per-request state shared by load and commit."""
+
+    info: RequestInfo
+    token: str | None  # well-formed token whose session is (to be) loaded
+    csrf_failed: bool = False
+    resend: bool = False  # the client holds a renewed-away token: send it the current one
+    renew: bool = False  # periodic renewal due (rotation with a grace window)
+    rotate_now: bool = False  # rotation demanded by the anomaly policy (no grace)
+    force_write: bool = False  # metadata changed by policy: save even if the app did not
+    events: list[SessionEvent] = field(default_factory=list)
+
+    def take_events(self) -> list[SessionEvent]:
+        events, self.events = self.events, []
+        return events
+
+
+def csrf_allowed(info: RequestInfo, trusted: tuple[str, ...] = ()) -> bool:
+    """Whether an unsafe request may proceed: same-origin by ``Sec-Fetch-Site``, or by
+    ``Origin`` when the browser sent no fetch metadata. Requests with neither (non-browser
+    clients) pass: they do not carry a browser's ambient cookies against the user's will."""
+    if info.method.upper() in SAFE_METHODS:
+        return True
+    origin = (info.origin or "").strip().rstrip("/").lower() or None
+    if origin is not None and origin in trusted:
+        return True
+    site = (info.sec_fetch_site or "").strip().lower()
+    if site:
+        return site in ("same-origin", "none")
+    if origin is None:
+        return True
+    return origin != "null" and info.own_origin is not None and origin == info.own_origin.lower()
 
 
 class SessionFlow:
@@ -37,29 +103,128 @@ class SessionFlow:
     def __init__(self, config: SessionConfig) -> None:
         self.config = config
         self.cookie_name = config.cookie.cookie_name
+        self.secret = config.id_secret_bytes
+        self.monitor = ProbeMonitor(config.probe_threshold, config.probe_window)
+        self.vary = {"cookie": "Cookie", "header": config.header_name, "url": None}[config.transport]
 
     # ---- request start -------------------------------------------------------------------
 
     def token(self, cookie_header: str | None) -> str | None:
-        """The well-formed session token the client sent, or ``None``."""
+        """The well-formed token in a Cookie header, or ``None`` (cookie transport)."""
         value = read_token(cookie_header, self.cookie_name)
         if value is None or not ids.is_valid_token(value):
             return None
         return value
+
+    def _raw_token(self, info: RequestInfo) -> str | None:
+        transport = self.config.transport
+        if transport == "cookie":
+            return read_token(info.cookie, self.cookie_name)
+        if transport == "header":
+            value = info.header_token
+            # several headers arrive joined by commas: ambiguous, like two cookies
+            if value is None or "," in value or len(value) > MAX_VALUE:
+                return None
+            return value.strip()
+        if len(info.query) > 8 * MAX_VALUE:
+            return None
+        values = parse_qs(info.query, keep_blank_values=True).get(self.config.url_param, [])
+        return values[0] if len(values) == 1 else None
+
+    def begin(self, info: RequestInfo) -> RequestState:
+        """Read the token from the configured transport and run the CSRF check."""
+        raw = self._raw_token(info)
+        token = raw if raw is not None and ids.is_valid_token(raw) else None
+        state = RequestState(info=info, token=token)
+        if raw and token is None:
+            self._probe(state, self.config.clock())
+        if self.config.csrf and self.config.transport != "header":
+            state.csrf_failed = not csrf_allowed(info, tuple(self.config.trusted_origins))
+        return state
 
     def load_op(self, token: str) -> Load:
         return Load(ids.storage_key(token), self.config.clock())
 
     def check(self, record: Record | None) -> Record | None:
         """The record if it is alive under the *current* timeouts, else ``None``."""
-        if record is None:
-            return None
-        now = self.config.clock()
-        m = record.meta
-        t = self.config.timeouts
-        if now >= m.expires_at or now >= m.last_seen + t.idle or now >= m.created_at + t.absolute:
+        if record is None or not self._alive(record, self.config.clock()):
             return None
         return record
+
+    def _alive(self, record: Record, now: float) -> bool:
+        m = record.meta
+        t = self.config.timeouts
+        return not (now >= m.expires_at or now >= m.last_seen + t.idle or now >= m.created_at + t.absolute)
+
+    def load(self, state: RequestState) -> LoadFlow:
+        """Yield the operations that load the client's session; return it or ``None``."""
+        cfg = self.config
+        assert state.token is not None
+        now = cfg.clock()
+        key = ids.storage_key(state.token)
+        record: Record | None = yield Load(key, now)
+        if record is None and cfg.rotate_every is not None and cfg.grace > 0:
+            # Renewed moments ago? The alias leads the old token to the session, briefly.
+            alias: Record | None = yield Load(ids.alias_key(state.token), now)
+            new = None if alias is None else ids.unwrap_token(alias.fields.get("to", ""), state.token)
+            if new is not None:
+                key = ids.storage_key(new)
+                record = yield Load(key, now)
+                if record is not None:
+                    state.token, state.resend = new, True
+        if record is None:
+            self._probe(state, now)
+            return None
+        meta = record.meta
+        if not self._alive(record, now):
+            self._event(state, "expired", key, meta.user_id, now)
+            return None
+        if meta.user_id is not None and cfg.anomaly_policy != "ignore":
+            changed = drift(meta.info, state.info.client)
+            if changed:
+                self._event(state, "anomaly", key, meta.user_id, now,
+                             reason="fingerprint", changed=",".join(changed), policy=cfg.anomaly_policy)
+                if cfg.anomaly_policy == "revoke":
+                    if (yield Delete(key)):
+                        self._event(state, "revoked", key, meta.user_id, now, reason="anomaly")
+                    return None
+                # Adopt the new fingerprint so one change is reported once, not per request.
+                info = {**meta.info, **state.info.client.info()}
+                meta = replace(meta, info=info)
+                if cfg.anomaly_policy == "reauthenticate":
+                    meta = replace(meta, auth_at=None)
+                elif cfg.anomaly_policy == "rotate":
+                    state.rotate_now = True
+                record = Record(record.fields, meta)
+                state.force_write = True
+        every = cfg.rotate_every
+        if every is not None and now - _float(meta.info.get(_ROTATED_AT), meta.created_at) >= every:
+            state.renew = True
+        return record
+
+    def open(
+        self,
+        state: RequestState,
+        record: Record | None = None,
+        run: Callable[[LoadFlow], Record | None] | None = None,
+        cls: type[S] = Session,  # type: ignore[assignment]
+    ) -> S:
+        """The request's :class:`Session`: over ``record`` (already loaded, or ``None``), or,
+        when ``run`` is given and the client sent a token, loading on first access."""
+        loader = None
+        if run is not None and state.token is not None:
+
+            def loader() -> Record | None:
+                loaded = run(self.load(state))
+                self._identify(state, session, loaded)
+                return loaded
+
+        session = cls(clock=self.config.clock, max_size=self.config.max_size, record=record, loader=loader)
+        if loader is None:
+            self._identify(state, session, record)
+        if self.config.transport == "url":
+            session.token_issuer = lambda: self._url_token(state, session)
+        return session
 
     def session(
         self,
@@ -67,73 +232,150 @@ class SessionFlow:
         loader: Callable[[], Record | None] | None = None,
         cls: type[S] = Session,  # type: ignore[assignment]
     ) -> S:
-        """A :class:`Session` over a loaded record, or one that calls ``loader`` when used."""
-        return cls(
-            clock=self.config.clock,
-            max_size=self.config.max_size,
-            record=record,
-            loader=loader,
-        )
+        """A bare :class:`Session` (for tests and custom adapters)."""
+        return cls(clock=self.config.clock, max_size=self.config.max_size, record=record, loader=loader)
+
+    def _identify(self, state: RequestState, session: Session, record: Record | None) -> None:
+        if record is not None and state.token is not None:
+            session.storage_key = ids.storage_key(state.token)
+            session.public_id = ids.public_id(session.storage_key, self.secret)
+
+    def _url_token(self, state: RequestState, session: Session) -> str | None:
+        if session.record is not None and not (session.destroyed or session.rotate or state.renew
+                                               or state.rotate_now):
+            return state.token
+        if session.next_token is None:
+            session.next_token = self._new_token()
+        return session.next_token
 
     # ---- request end ---------------------------------------------------------------------
 
-    def commit(self, token: str | None, session: Session, status: int) -> CommitFlow:
+    def commit(self, state: RequestState, session: Session, status: int) -> CommitFlow:
         """Yield the store operations that save ``session``; return headers to add.
 
-        ``token`` is the token the session was loaded under (``None`` if it is new). A 5xx
-        status saves nothing: the app failed half-way and its changes may be half-made.
+        A 5xx status saves nothing: the app failed half-way and its changes may be half-made.
         """
+        cfg = self.config
         headers: Headers = []
+        if cfg.transport == "url":
+            headers.append(("Referrer-Policy", "no-referrer"))
         # Untouched (never loaded, or loaded eagerly by an async adapter but never used):
         # no write, no touch, no header, so every adapter behaves the same.
-        if not session.loaded or not session.accessed or status >= 500:
+        if status >= 500 or not session.loaded or not (session.accessed or state.force_write):
             return headers
-        headers.append(("Vary", "Cookie"))  # the response depends on the session it read
-        cookie = self.config.cookie
-        now = self.config.clock()
-        old_key = None if token is None else ids.storage_key(token)
+        if self.vary is not None:
+            headers.append(("Vary", self.vary))  # the response depends on the session it read
+        now = cfg.clock()
+        old_key = session.storage_key
 
         if session.destroyed:
-            if old_key is not None:
-                yield Delete(old_key)
-                headers.append(("Set-Cookie", cookie.delete_cookie()))
+            if old_key is not None and (yield Delete(old_key)):
+                kind: EventKind = "logged_out" if session.destroyed_user else "destroyed"
+                self._event(state, kind, old_key, session.destroyed_user, now)
+            if state.token is not None:
+                headers += self._clear()
             if len(session) == 0:
-                if old_key is not None:
-                    headers.append(("Cache-Control", "no-store"))
                 return headers
-            # data written after destroy() goes into a brand-new session (fall through)
-            if old_key is not None:
-                headers.pop()  # the new cookie below replaces the deletion
+            # data written after destroy() goes into a brand-new session (below)
 
         record = None if session.destroyed else session.record
         if record is None or old_key is None:
-            if len(session) == 0 and session.new_user is None:
+            user = session.new_user
+            if (user is not None and user[0] is not None and cfg.max_sessions_per_user is not None
+                    and (yield from self._enforce_cap(state, user[0], None, now))):
+                user = None
+            if len(session) == 0 and user is None:
                 return headers  # nothing worth a session: stay lazy, no cookie
-            new_token = self._new_token()
-            new_record = Record(session.encoded(), self._new_meta(session, now))
-            ok = yield Create(ids.storage_key(new_token), new_record)
-            if ok:
-                headers += self._cookie_headers(new_token)
+            token = session.next_token or self._new_token()
+            key = ids.storage_key(token)
+            if (yield Create(key, Record(session.encoded(), self._new_meta(state, user, now)))):
+                headers = self._replace_clear(headers) + self._issue(token)
+                self._event(state, "created", key, None, now)
+                if user is not None:
+                    self._event(state, "logged_in", key, user[0], now)
             return headers
 
         meta = record.meta
-        if session.rotate:
+        rotate = session.rotate or state.renew or state.rotate_now
+        if rotate:
+            kind = "rotated"
             new_meta = self._touched(meta, now)
-            if session.new_user is not None:
-                new_meta = replace(new_meta, user_id=session.new_user[0], auth_at=session.new_user[1])
-            new_token = self._new_token()
-            ok = yield Rename(old_key, ids.storage_key(new_token), session.delta(new_meta), now)
-            if ok:
-                headers += self._cookie_headers(new_token)
-            return headers
+            user = session.new_user
+            if user is not None and session.logging_in and user[0] is not None \
+                    and cfg.max_sessions_per_user is not None \
+                    and (yield from self._enforce_cap(state, user[0], old_key, now)):
+                user, rotate = None, state.renew or state.rotate_now
+            if user is not None:
+                new_meta = replace(new_meta, user_id=user[0], auth_at=user[1])
+                if session.logging_in:
+                    kind = "logged_in"
+                    new_meta = replace(new_meta, info={**meta.info, **state.info.client.info()})
+        if rotate:
+            new_meta = replace(new_meta, info={**new_meta.info, _ROTATED_AT: repr(now)})
+            token = session.next_token or self._new_token()
+            key = ids.storage_key(token)
+            grace = state.renew and not (session.rotate or state.rotate_now) and state.token is not None
+            alias_ok = True
+            if grace:
+                assert state.token is not None
+                alias = Record({"to": ids.wrap_token(token, state.token)},
+                               Meta(now, now, now + cfg.grace, now + cfg.grace))
+                # Alias first: there is no moment when the old token leads nowhere. If another
+                # request renews this session right now, its alias is there: let it win.
+                alias_ok = yield Create(ids.alias_key(state.token), alias)
+            if alias_ok:
+                if (yield Rename(old_key, key, session.delta(new_meta), now)):
+                    headers += self._issue(token)
+                    self._event(state, kind, key, new_meta.user_id, now,
+                                **({"reason": "renewal"} if grace else {}))
+                elif grace:
+                    assert state.token is not None
+                    yield Delete(ids.alias_key(state.token))
+                return headers
 
         delta = session.delta()
-        if delta.touches_fields or self.config.timeouts.touch_due(meta.last_seen, now):
+        if delta.touches_fields or state.force_write or cfg.timeouts.touch_due(meta.last_seen, now):
             delta = replace(delta, meta=self._touched(meta, now))
             ok = yield Apply(old_key, delta, now)
-            if ok and cookie.max_age is not None and token is not None:
-                headers += self._cookie_headers(token)  # refresh a persistent cookie's age
+            if ok and cfg.cookie.max_age is not None and state.token is not None and not state.resend:
+                headers += self._issue(state.token)  # refresh a persistent cookie's age
+        if state.resend and state.token is not None:
+            headers += self._issue(state.token)  # it came with a renewed-away token
         return headers
+
+    def _enforce_cap(
+        self, state: RequestState, user_id: str, keep_key: str | None, now: float
+    ) -> Generator[Op, Any, bool]:
+        """Apply ``max_sessions_per_user`` before a login; True means the login is refused."""
+        cap = self.config.max_sessions_per_user
+        assert cap is not None
+        rows: list[tuple[str, Meta]] = yield ListUser(user_id, now)
+        others = [(k, m) for k, m in rows if k != keep_key]
+        excess = len(others) - cap + 1
+        if excess <= 0:
+            return False
+        if self.config.on_session_limit == "refuse":
+            self._event(state, "refused", None, user_id, now, reason="session_limit", limit=str(cap))
+            return True
+        for k, _m in sorted(others, key=lambda km: km[1].last_seen)[:excess]:
+            if (yield Delete(k)):
+                self._event(state, "revoked", k, user_id, now, reason="session_limit")
+        return False
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    def _probe(self, state: RequestState, now: float) -> None:
+        net = ip_prefix(state.info.ip)
+        if self.monitor.note(net, now):
+            self._event(state, "anomaly", None, None, now, reason="unknown_ids", network=net,
+                        count=str(self.monitor.threshold), window=f"{self.monitor.window:g}")
+
+    def _event(self, state: RequestState, kind: EventKind, key: str | None, user_id: str | None,
+               now: float, **detail: str) -> None:
+        if not self.config.on_event:
+            return
+        pid = None if key is None else ids.public_id(key, self.secret)
+        state.events.append(SessionEvent(kind, now, pid, user_id, detail))
 
     def _new_token(self) -> str:
         token = self.config.token_factory()
@@ -146,16 +388,12 @@ class SessionFlow:
         return token
 
     def _touched(self, meta: Meta, now: float) -> Meta:
-        return replace(
-            meta,
-            last_seen=now,
-            expires_at=self.config.timeouts.expires_at(now, meta.absolute_at),
-        )
+        return replace(meta, last_seen=now, expires_at=self.config.timeouts.expires_at(now, meta.absolute_at))
 
-    def _new_meta(self, session: Session, now: float) -> Meta:
+    def _new_meta(self, state: RequestState, user: tuple[str | None, float] | None, now: float) -> Meta:
         t = self.config.timeouts
         absolute_at = t.absolute_at(now)
-        user_id, auth_at = session.new_user if session.new_user is not None else (None, None)
+        user_id, auth_at = user if user is not None else (None, None)
         return Meta(
             created_at=now,
             last_seen=now,
@@ -163,13 +401,70 @@ class SessionFlow:
             absolute_at=absolute_at,
             user_id=user_id,
             auth_at=auth_at,
+            info={**state.info.client.info(), _ROTATED_AT: repr(now)},
         )
 
-    def _cookie_headers(self, token: str) -> Headers:
-        return [
-            ("Set-Cookie", self.config.cookie.set_cookie(token)),
-            ("Cache-Control", "no-store"),
-        ]
+    def _issue(self, token: str) -> Headers:
+        transport = self.config.transport
+        if transport == "cookie":
+            return [("Set-Cookie", self.config.cookie.set_cookie(token)), ("Cache-Control", "no-store")]
+        if transport == "header":
+            return [(self.config.header_name, token), ("Cache-Control", "no-store")]
+        return [("Cache-Control", "no-store")]  # URL: the app put session.url_token() in its links
+
+    def _clear(self) -> Headers:
+        transport = self.config.transport
+        if transport == "cookie":
+            return [("Set-Cookie", self.config.cookie.delete_cookie()), ("Cache-Control", "no-store")]
+        if transport == "header":
+            return [(self.config.header_name, ""), ("Cache-Control", "no-store")]
+        return [("Cache-Control", "no-store")]
+
+    def _replace_clear(self, headers: Headers) -> Headers:
+        # A new session after destroy(): its cookie replaces the deletion.
+        drop = set(self._clear())
+        return [h for h in headers if h not in drop]
 
 
-__all__ = ["CommitFlow", "Delta", "Headers", "SessionFlow"]
+def _float(text: str | None, default: float) -> float:
+    try:
+        return float(text) if text is not None else default
+    except ValueError:
+        return default
+
+
+def info_from_headers(
+    method: str,
+    headers: Mapping[str, str],
+    *,
+    query: str = "",
+    ip: str | None = None,
+    scheme: str = "http",
+    header_name: str = "x-session-token",
+) -> RequestInfo:
+    """Build :class:`RequestInfo` from lowercase header names -> values (adapters share it)."""
+    host = headers.get("host")
+    return RequestInfo(
+        method=method.upper(),
+        cookie=headers.get("cookie"),
+        header_token=headers.get(header_name.lower()),
+        query=query,
+        ip=ip,
+        user_agent=headers.get("user-agent"),
+        origin=headers.get("origin"),
+        sec_fetch_site=headers.get("sec-fetch-site"),
+        own_origin=None if host is None else f"{scheme}://{host}".lower(),
+    )
+
+
+__all__ = [
+    "CommitFlow",
+    "Delta",
+    "Headers",
+    "LoadFlow",
+    "RequestInfo",
+    "RequestState",
+    "SessionFlow",
+    "csrf_allowed",
+    "info_from_headers",
+]

@@ -57,3 +57,36 @@ def public_id(key: str, secret: bytes) -> str:
     computed from a leaked key either.
     """
     return hmac.new(secret, key.encode("ascii"), hashlib.sha256).hexdigest()[:16]
+
+
+# ---- renewal aliases --------------------------------------------------------------------
+# A periodic renewal moves a session to a new token; for a short grace window the old token
+# must still lead to the session (in-flight requests, a lost response). The store then holds,
+# under alias_key(old token), the new token wrapped with a keystream that only the holder of
+# the old token can compute: a store dump reveals neither token.
+
+
+def alias_key(token: str) -> str:
+    """Where the renewal alias of ``token`` is kept (never equal to a storage key)."""
+    return hashlib.sha256(b"sessionkeeper.alias:" + token.encode("ascii")).hexdigest()
+
+
+def _keystream(old_token: str) -> bytes:
+    return hashlib.sha512(b"sessionkeeper.renewal:" + old_token.encode("ascii")).digest()[:TOKEN_LENGTH]
+
+
+def wrap_token(new_token: str, old_token: str) -> str:
+    """``new_token`` encrypted for the holder of ``old_token`` (hex)."""
+    return bytes(a ^ b for a, b in zip(new_token.encode("ascii"), _keystream(old_token), strict=True)).hex()
+
+
+def unwrap_token(wrapped: str, old_token: str) -> str | None:
+    """Inverse of :func:`wrap_token`; ``None`` if it does not yield a well-formed token."""
+    try:
+        raw = bytes.fromhex(wrapped)
+    except (ValueError, TypeError):
+        return None
+    if len(raw) != TOKEN_LENGTH:
+        return None
+    token = bytes(a ^ b for a, b in zip(raw, _keystream(old_token), strict=True)).decode("latin-1")
+    return token if is_valid_token(token) else None

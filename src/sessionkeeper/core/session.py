@@ -14,6 +14,7 @@ Rules:
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from datetime import datetime, timezone
@@ -22,7 +23,7 @@ from typing import Any
 from uuid import UUID
 
 from ..errors import SessionEncodeError, SessionError, SessionTooLarge
-from . import codec
+from . import codec, ids
 from .records import Delta, Meta, Record
 
 log = logging.getLogger("sessionkeeper")
@@ -34,6 +35,7 @@ _IMMUTABLE: frozenset[type] = frozenset(
 )
 
 Loader = Callable[[], Record | None]
+CSRF_KEY = "_sk_csrf"
 
 
 class _Raw:
@@ -74,6 +76,13 @@ class Session(MutableMapping[str, Any]):
         self.rotate = False
         self.destroyed = False
         self.new_user: tuple[str | None, float] | None = None  # (user id, auth time) to record
+        self.logging_in = False  # new_user comes from login() (not reauthenticate())
+        self.destroyed_user: str | None = None  # who was signed in when destroy() was called
+        # Set by the request flow once known. Never shown to users: public_id names a session.
+        self.storage_key: str | None = None
+        self.public_id: str | None = None
+        self.next_token: str | None = None  # pre-issued token (URL transport), used on save
+        self.token_issuer: Callable[[], str | None] | None = None
         if loader is None:
             self._adopt(record)
 
@@ -240,9 +249,12 @@ class Session(MutableMapping[str, Any]):
         Data written afterwards in the same request goes into a brand-new session.
         """
         self._load()
+        if not self.destroyed:
+            self.destroyed_user = self.user_id
         self.destroyed = True
         self.rotate = False
         self.new_user = None
+        self.logging_in = False
         self._record = None
         self._orig = {}
         self._data = {}
@@ -250,9 +262,62 @@ class Session(MutableMapping[str, Any]):
         self._size = 0
 
     def login(self, user_id: str | int) -> None:
-        """Sign ``user_id`` in: regenerate the ID, then record the user and the auth time."""
+        """Sign ``user_id`` in: regenerate the ID, then record the user and the auth time.
+
+        The pre-login ID never grants the signed-in session: it is dead once the response is
+        sent, with no grace period.
+        """
         self.regenerate()
         self.new_user = (str(user_id), self._clock())
+        self.logging_in = True
+
+    def reauthenticate(self) -> None:
+        """Record that the signed-in user just proved who they are again (step-up): the ID
+        is rotated and the authentication time reset. Raises ``SessionError`` if no user."""
+        user = self.user_id
+        if user is None:
+            raise SessionError("reauthenticate() needs a signed-in user; call login() instead")
+        self.regenerate()
+        self.new_user = (user, self._clock())
+
+    @property
+    def auth_age(self) -> float | None:
+        """Seconds since the user last authenticated, or ``None`` if nobody is signed in."""
+        if self.new_user is not None:
+            return max(0.0, self._clock() - self.new_user[1])
+        meta = self.meta
+        if meta is None or meta.user_id is None or meta.auth_at is None:
+            return None
+        return max(0.0, self._clock() - meta.auth_at)
+
+    def recently_authenticated(self, max_age: float = 300) -> bool:
+        """True if the user authenticated within ``max_age`` seconds: the gate before a
+        sensitive action (change password, pay). If False, ask for the password again and
+        call :meth:`reauthenticate`."""
+        age = self.auth_age
+        return age is not None and age <= max_age
+
+    # ---- CSRF ---------------------------------------------------------------------------
+
+    def csrf_token(self) -> str:
+        """This session's anti-CSRF token for forms (created and saved on first use)."""
+        value = self.get(CSRF_KEY)
+        if not isinstance(value, str) or not ids.is_valid_token(value):
+            value = ids.new_token()
+            self[CSRF_KEY] = value
+        return value
+
+    def check_csrf(self, value: str | None) -> bool:
+        """True if ``value`` (from a form or header) is this session's CSRF token."""
+        expected = self.get(CSRF_KEY)
+        if not isinstance(expected, str) or not isinstance(value, str):
+            return False
+        return hmac.compare_digest(expected.encode(), value.encode("utf-8", "replace"))
+
+    def url_token(self) -> str | None:
+        """URL transport only: the token to put in links for this session (it can change when
+        the session is first saved or rotated, so render links after any login/regenerate)."""
+        return None if self.token_issuer is None else self.token_issuer()
 
     def logout(self) -> None:
         """Sign out: the same as :meth:`destroy`."""

@@ -1,0 +1,103 @@
+"""Sessions seen from outside one request's own save: list a user's devices, revoke one, the
+others, or all. For account-security pages (with the current session) and for admins (code,
+CLI). Each method has a sync form and an async ``a``-form; both run the same generator from
+:mod:`sessionkeeper.core.lifecycle`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .core.config import SessionConfig
+from .core.events import SessionEvent
+from .core.lifecycle import Device, list_devices, revoke
+from .core.session import Session
+from .dispatch import emit_async, emit_sync
+from .drivers import run_async, run_sync
+from .stores.base import Store
+
+__all__ = ["Device", "SessionManager"]
+
+
+class SessionManager:
+    """Device listing and revocation over ``store``; revocations emit ``revoked`` events.
+
+    A revoked session is gone from the store, so it is dead at once on every app server that
+    shares the store.
+    """
+
+    def __init__(self, store: Store, config: SessionConfig | None = None, **options: Any) -> None:
+        self.store = store
+        self.config = SessionConfig.from_options(config, **options)
+
+    def _secret(self) -> bytes:
+        return self.config.id_secret_bytes
+
+    @staticmethod
+    def _current(session: Session | None) -> tuple[str | None, str | None]:
+        if session is None:
+            return None, None
+        return session.user_id, session.storage_key
+
+    def _emit(self, events: list[SessionEvent]) -> int:
+        emit_sync(self.config.on_event, events)
+        return len(events)
+
+    async def _aemit(self, events: list[SessionEvent]) -> int:
+        await emit_async(self.config.on_event, events)
+        return len(events)
+
+    # ---- listing --------------------------------------------------------------------------
+
+    def devices(self, user_id: str | None = None, *, current: Session | None = None) -> list[Device]:
+        """Live sessions of ``user_id`` (default: the user of ``current``), newest use first."""
+        uid, key = self._current(current)
+        uid = user_id if user_id is not None else uid
+        if uid is None:
+            return []
+        return run_sync(list_devices(uid, self.config.clock(), self._secret(), key), self.store)
+
+    async def adevices(self, user_id: str | None = None, *, current: Session | None = None) -> list[Device]:
+        """Async :meth:`devices`."""
+        uid, key = self._current(current)
+        uid = user_id if user_id is not None else uid
+        if uid is None:
+            return []
+        return await run_async(list_devices(uid, self.config.clock(), self._secret(), key), self.store)
+
+    # ---- revocation -----------------------------------------------------------------------
+
+    def _plan(self, user_id: str, session_id: str | None, keep: str | None, reason: str) -> Any:
+        return revoke(user_id, self.config.clock(), self._secret(),
+                      session_id=session_id, keep_key=keep, reason=reason)
+
+    def revoke(self, user_id: str, session_id: str) -> bool:
+        """Revoke the session named ``session_id`` (a :attr:`Device.session_id`) of ``user_id``."""
+        return self._emit(run_sync(self._plan(user_id, session_id, None, "revoked"), self.store)) > 0
+
+    async def arevoke(self, user_id: str, session_id: str) -> bool:
+        """Async :meth:`revoke`."""
+        events = await run_async(self._plan(user_id, session_id, None, "revoked"), self.store)
+        return await self._aemit(events) > 0
+
+    def revoke_all(self, user_id: str) -> int:
+        """Revoke every session of ``user_id``; returns how many."""
+        return self._emit(run_sync(self._plan(user_id, None, None, "revoke_all"), self.store))
+
+    async def arevoke_all(self, user_id: str) -> int:
+        """Async :meth:`revoke_all`."""
+        return await self._aemit(await run_async(self._plan(user_id, None, None, "revoke_all"), self.store))
+
+    def revoke_others(self, current: Session) -> int:
+        """"Log out my other devices": revoke every session of ``current``'s user but it."""
+        uid, key = self._current(current)
+        if uid is None:
+            return 0
+        return self._emit(run_sync(self._plan(uid, None, key, "revoke_others"), self.store))
+
+    async def arevoke_others(self, current: Session) -> int:
+        """Async :meth:`revoke_others`."""
+        uid, key = self._current(current)
+        if uid is None:
+            return 0
+        return await self._aemit(await run_async(self._plan(uid, None, key, "revoke_others"), self.store))
