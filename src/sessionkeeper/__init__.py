@@ -11,8 +11,10 @@ Quick start (any ASGI app)::
 from .core.clock import Timeouts
 from .core.config import SessionConfig
 from .core.cookies import CookiePolicy
+from .core.events import EventKind, SessionEvent, Subscriber
 from .core.flow import SessionFlow
 from .core.ids import new_token, storage_key
+from .core.lifecycle import Device
 from .core.records import Delta, Meta, Record
 from .core.session import Session
 from .errors import (
@@ -23,6 +25,7 @@ from .errors import (
     StoreError,
     StoreUnavailable,
 )
+from .manager import SessionManager
 from .stores.base import Store, open_store
 
 __version__ = "0.1.0"
@@ -31,17 +34,22 @@ __all__ = [
     "ConfigError",
     "CookiePolicy",
     "Delta",
+    "Device",
+    "EventKind",
     "Meta",
     "Record",
     "Session",
     "SessionConfig",
     "SessionEncodeError",
     "SessionError",
+    "SessionEvent",
     "SessionFlow",
+    "SessionManager",
     "SessionTooLarge",
     "Store",
     "StoreError",
     "StoreUnavailable",
+    "Subscriber",
     "Timeouts",
     "__version__",
     "new_token",

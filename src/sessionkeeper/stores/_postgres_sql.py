@@ -1,0 +1,389 @@
+"""The PostgreSQL store's statements and operations, as pure code: no connections, no I/O.
+
+Each operation is a generator (like psycopg's own ``generators.py``): it yields a
+:class:`Step` (one SQL statement and its parameters), receives the rows that statement
+returned, and finally returns the operation's result. :class:`~.postgres.PostgresStore` drives
+these generators with a few lines of sync I/O on a ``ConnectionPool`` and a few lines of async
+I/O on an ``AsyncConnectionPool``, so the statements and the parsing of rows exist once.
+
+Rules kept here:
+- Every request-path operation (Load, Create, Apply, Rename, Delete) is ONE statement, hence
+  one round trip on an autocommit connection. Purge is one statement per batch.
+- Every value goes as a parameter; the table and schema names go through ``psycopg.sql``.
+- A malformed storage key never reaches the server: the generator returns before yielding.
+- PostgreSQL text and jsonb cannot hold U+0000, so every string we store (field names and
+  values, user id, info) goes through :func:`escape`: U+0001 becomes U+0001 U+0001 and U+0000
+  becomes U+0001 "0". Strings without either character (all JSON text the codec writes, and
+  nearly every name) are stored unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Generator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Final, TypeAlias
+
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from ..core import ids
+from ..core.records import (
+    Apply,
+    Count,
+    Create,
+    Delete,
+    Delta,
+    ListUser,
+    Load,
+    Meta,
+    Op,
+    Purge,
+    Record,
+    Rename,
+)
+from ..errors import ConfigError, StoreError
+
+DEFAULT_TABLE: Final = "sessionkeeper_sessions"
+
+# 48 characters leave room for the "_expires_at_idx" suffix within PostgreSQL's 63-byte names.
+_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
+
+
+def check_identifier(value: object, what: str) -> str:
+    """Return ``value`` if it is a plain SQL identifier we accept, else raise ConfigError."""
+    if not isinstance(value, str) or _IDENT_RE.fullmatch(value) is None:
+        raise ConfigError(
+            f"{what} {value!r} is not a valid name: use 1-48 characters from A-Z, a-z, 0-9 "
+            "and _, not starting with a digit"
+        )
+    return value
+
+
+# ---- strings in and out ----------------------------------------------------------------
+
+_UNESCAPE_RE = re.compile("\x01(.)", re.DOTALL)
+
+
+def escape(s: str) -> str:
+    """Make ``s`` storable in PostgreSQL text/jsonb (no U+0000), reversibly."""
+    if "\x00" in s or "\x01" in s:
+        return s.replace("\x01", "\x01\x01").replace("\x00", "\x010")
+    return s
+
+
+def _unescape_one(m: re.Match[str]) -> str:
+    return "\x00" if m.group(1) == "0" else m.group(1)
+
+
+def unescape(s: str) -> str:
+    """Inverse of :func:`escape`."""
+    if "\x01" in s:
+        return _UNESCAPE_RE.sub(_unescape_one, s)
+    return s
+
+
+# ensure_ascii=False: non-ASCII text travels as UTF-8, not as six-byte \\uXXXX escapes.
+_dumps = partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
+
+
+def _jsonb_strings(mapping: Mapping[str, str]) -> Jsonb:
+    return Jsonb({escape(k): escape(v) for k, v in mapping.items()}, dumps=_dumps)
+
+
+def _field_value(v: Any) -> str:
+    # Rows we wrote hold strings; a hand-written non-string value reads as its JSON text.
+    return unescape(v) if isinstance(v, str) else _dumps(v)
+
+
+def _fields(data: Any) -> dict[str, str]:
+    if not isinstance(data, dict):
+        raise StoreError("corrupt session row: data is not a JSON object")
+    return {unescape(k): _field_value(v) for k, v in data.items()}
+
+
+# ---- metadata columns ------------------------------------------------------------------
+
+META_COLUMNS: Final = ("user_id", "created_at", "last_seen", "expires_at", "absolute_at", "auth_at", "info")
+# Casts make each parameter's type explicit (a NULL auth_at in INSERT ... SELECT needs one).
+_META_CASTS: Final = ("text", "float8", "float8", "float8", "float8", "float8", "jsonb")
+
+
+def meta_params(m: Meta) -> list[Any]:
+    """The metadata as parameters, in :data:`META_COLUMNS` order."""
+    return [
+        None if m.user_id is None else escape(m.user_id),
+        float(m.created_at),
+        float(m.last_seen),
+        float(m.expires_at),
+        float(m.absolute_at),
+        None if m.auth_at is None else float(m.auth_at),
+        _jsonb_strings(m.info),
+    ]
+
+
+def meta_from_row(row: Sequence[Any]) -> Meta:
+    """A :class:`Meta` from the :data:`META_COLUMNS` of a row."""
+    user_id, created_at, last_seen, expires_at, absolute_at, auth_at, info = row
+    if not isinstance(info, dict):
+        raise StoreError("corrupt session row: info is not a JSON object")
+    return Meta(
+        created_at=float(created_at),
+        last_seen=float(last_seen),
+        expires_at=float(expires_at),
+        absolute_at=float(absolute_at),
+        user_id=None if user_id is None else unescape(user_id),
+        auth_at=None if auth_at is None else float(auth_at),
+        info={unescape(str(k)): _field_value(v) for k, v in info.items()},
+    )
+
+
+# ---- statements ------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One statement to run. ``params=None`` sends it with the simple-query protocol
+    (several statements in one implicit transaction, never prepared)."""
+
+    query: sql.Composed
+    params: Sequence[Any] | None
+
+    @property
+    def prepare(self) -> bool | None:
+        """psycopg's ``prepare`` flag: its default with parameters, never for simple queries."""
+        return None if self.params is not None else False
+
+
+Rows: TypeAlias = list[tuple[Any, ...]]
+Plan: TypeAlias = Generator[Step, Rows, Any]
+
+
+def _q(text: str, **parts: sql.Composable) -> sql.Composed:
+    return sql.SQL(text).format(**parts)
+
+
+def _table(table: str, schema: str | None) -> sql.Identifier:
+    return sql.Identifier(schema, table) if schema else sql.Identifier(table)
+
+
+def ddl_sql(table: str = DEFAULT_TABLE, *, schema: str | None = None, unlogged: bool = False) -> sql.Composed:
+    """The DDL as a composed statement (see :func:`sessionkeeper.stores.postgres.ddl`)."""
+    check_identifier(table, "table")
+    if schema is not None:
+        check_identifier(schema, "schema")
+    parts = {
+        "t": _table(table, schema),
+        "unlogged": sql.SQL("UNLOGGED " if unlogged else ""),
+        "expires_idx": sql.Identifier(f"{table}_expires_at_idx"),
+        "user_idx": sql.Identifier(f"{table}_user_id_idx"),
+    }
+    create_schema = (
+        _q("CREATE SCHEMA IF NOT EXISTS {s};\n", s=sql.Identifier(schema)) if schema else sql.SQL("")
+    )
+    # key: COLLATE "C" compares bytes (faster than a locale; keys are hex anyway).
+    # The expires_at index serves Purge and Count; the user_id index is partial, as most
+    # sessions are anonymous.
+    body = _q(
+        "CREATE {unlogged}TABLE IF NOT EXISTS {t} (\n"
+        "    key         text COLLATE \"C\" PRIMARY KEY CHECK (key ~ '^[0-9a-f]{{64}}$'),\n"
+        "    data        jsonb NOT NULL DEFAULT '{{}}',\n"
+        "    user_id     text,\n"
+        "    created_at  double precision NOT NULL,\n"
+        "    last_seen   double precision NOT NULL,\n"
+        "    expires_at  double precision NOT NULL,\n"
+        "    absolute_at double precision NOT NULL,\n"
+        "    auth_at     double precision,\n"
+        "    info        jsonb NOT NULL DEFAULT '{{}}'\n"
+        ");\n"
+        "CREATE INDEX IF NOT EXISTS {expires_idx} ON {t} (expires_at);\n"
+        "CREATE INDEX IF NOT EXISTS {user_idx} ON {t} (user_id) WHERE user_id IS NOT NULL;\n",
+        **parts,
+    )
+    return sql.Composed([create_schema, body])
+
+
+class Statements:
+    """Every statement of one store, composed once for its table."""
+
+    def __init__(self, table: str, schema: str | None = None, unlogged: bool = False) -> None:
+        self.table = check_identifier(table, "table")
+        self.schema = None if schema is None else check_identifier(schema, "schema")
+        t = _table(table, schema)
+        self.ddl = ddl_sql(table, schema=schema, unlogged=unlogged)
+        # A lock key per table: concurrent first uses (several processes starting at once)
+        # run the DDL one at a time, as CREATE ... IF NOT EXISTS alone may race in the catalog.
+        lock = int.from_bytes(hashlib.sha256(f"sessionkeeper:{schema}.{table}".encode()).digest()[:8],
+                              "big", signed=True)
+        self.ensure = sql.Composed([
+            _q("SET LOCAL client_min_messages TO warning;\nSELECT pg_advisory_xact_lock({lock});\n",
+               lock=sql.Literal(lock)),
+            self.ddl,
+        ])
+
+        cols = sql.SQL(", ".join(META_COLUMNS))
+        set_meta = sql.SQL(", ").join(
+            _q(f"{c} = %s::{cast}") for c, cast in zip(META_COLUMNS, _META_CASTS, strict=True)
+        )
+        meta_values = sql.SQL(", ").join(sql.SQL(f"%s::{cast}") for cast in _META_CASTS)
+        patch = sql.SQL("(data - %s::text[]) || %s::jsonb")
+        live = sql.SQL("key = %s AND expires_at > %s")
+
+        self.load = _q("SELECT data, {cols} FROM {t} WHERE {live}", cols=cols, t=t, live=live)
+        self.create = _q(
+            "INSERT INTO {t} (key, data, {cols}) VALUES (%s, %s::jsonb, {values}) "
+            "ON CONFLICT (key) DO NOTHING RETURNING 1",
+            t=t, cols=cols, values=meta_values,
+        )
+        # (touches fields, has meta) -> statement. Neither: just report whether it is live.
+        self.apply: dict[tuple[bool, bool], sql.Composed] = {
+            (False, False): _q("SELECT 1 FROM {t} WHERE {live}", t=t, live=live),
+            (True, False): _q("UPDATE {t} SET data = {patch} WHERE {live} RETURNING 1",
+                              t=t, patch=patch, live=live),
+            (False, True): _q("UPDATE {t} SET {set_meta} WHERE {live} RETURNING 1",
+                              t=t, set_meta=set_meta, live=live),
+            (True, True): _q("UPDATE {t} SET data = {patch}, {set_meta} WHERE {live} RETURNING 1",
+                             t=t, patch=patch, set_meta=set_meta, live=live),
+        }
+        # One statement: the DELETE and the INSERT commit together or not at all. The NOT
+        # EXISTS keeps a taken new key from costing the old session; the INSERT has no ON
+        # CONFLICT so that, should another writer take the new key in between, the whole
+        # statement fails and the old session stays.
+        rename = (
+            "WITH old AS (DELETE FROM {t} WHERE key = %s AND expires_at > %s "
+            "AND NOT EXISTS (SELECT 1 FROM {t} WHERE key = %s) RETURNING data, {cols}) "
+            "INSERT INTO {t} (key, data, {cols}) SELECT %s, {patch}, {values} FROM old RETURNING 1"
+        )
+        self.rename: dict[bool, sql.Composed] = {
+            False: _q(rename, t=t, cols=cols, patch=patch, values=cols),
+            True: _q(rename, t=t, cols=cols, patch=patch, values=meta_values),
+        }
+        self.delete = _q("DELETE FROM {t} WHERE key = %s RETURNING 1", t=t)
+        self.list_user = _q(
+            "SELECT key, {cols} FROM {t} WHERE user_id = %s AND expires_at > %s ORDER BY key",
+            cols=cols, t=t,
+        )
+        # Batches through the expires_at index; SKIP LOCKED steps over rows a request is
+        # writing right now instead of waiting for them, and each batch commits on its own.
+        self.purge = _q(
+            "WITH gone AS (DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE expires_at <= %s "
+            "LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING 1) SELECT count(*) FROM gone",
+            t=t,
+        )
+        self.count = _q("SELECT count(*) FROM {t} WHERE expires_at > %s", t=t)
+
+
+# ---- operations ------------------------------------------------------------------------
+
+def _require_key(key: str, what: str) -> None:
+    if not ids.is_valid_key(key):
+        raise StoreError(f"{what} is not a storage key (64 lowercase hex characters)")
+
+
+def _patch_params(delta: Delta) -> list[Any]:
+    return [sorted(escape(k) for k in delta.delete), _jsonb_strings(delta.set)]
+
+
+def _load(st: Statements, op: Load) -> Plan:
+    if not ids.is_valid_key(op.key):
+        return None
+    rows = yield Step(st.load, (op.key, op.now))
+    if not rows:
+        return None
+    data, *meta = rows[0]
+    return Record(_fields(data), meta_from_row(meta))
+
+
+def _create(st: Statements, op: Create) -> Plan:
+    _require_key(op.key, "Create key")
+    params = [op.key, _jsonb_strings(op.record.fields), *meta_params(op.record.meta)]
+    return bool((yield Step(st.create, params)))
+
+
+def _apply(st: Statements, op: Apply) -> Plan:
+    if not ids.is_valid_key(op.key):
+        return False
+    d = op.delta
+    params: list[Any] = _patch_params(d) if d.touches_fields else []
+    if d.meta is not None:
+        params += meta_params(d.meta)
+    params += [op.key, op.now]
+    return bool((yield Step(st.apply[d.touches_fields, d.meta is not None], params)))
+
+
+def _rename(st: Statements, op: Rename) -> Plan:
+    if not ids.is_valid_key(op.old):
+        return False
+    _require_key(op.new, "Rename target")
+    params: list[Any] = [op.old, op.now, op.new, op.new, *_patch_params(op.delta)]
+    if op.delta.meta is not None:
+        params += meta_params(op.delta.meta)
+    return bool((yield Step(st.rename[op.delta.meta is not None], params)))
+
+
+def _delete(st: Statements, op: Delete) -> Plan:
+    if not ids.is_valid_key(op.key):
+        return False
+    return bool((yield Step(st.delete, (op.key,))))
+
+
+def _list_user(st: Statements, op: ListUser) -> Plan:
+    rows = yield Step(st.list_user, (escape(op.user_id), op.now))
+    return [(row[0], meta_from_row(row[1:])) for row in rows]
+
+
+def _purge(st: Statements, op: Purge) -> Plan:
+    if op.batch < 1:
+        raise StoreError(f"Purge batch must be at least 1, not {op.batch}")
+    removed = 0
+    while True:
+        rows = yield Step(st.purge, (op.now, op.batch))
+        n = int(rows[0][0])
+        removed += n
+        if n < op.batch:
+            return removed
+
+
+def _count(st: Statements, op: Count) -> Plan:
+    rows = yield Step(st.count, (op.now,))
+    return int(rows[0][0])
+
+
+def plan(st: Statements, op: Op) -> Plan:
+    """The generator that performs ``op``."""
+    match op:
+        case Load():
+            return _load(st, op)
+        case Apply():
+            return _apply(st, op)
+        case Create():
+            return _create(st, op)
+        case Rename():
+            return _rename(st, op)
+        case Delete():
+            return _delete(st, op)
+        case ListUser():
+            return _list_user(st, op)
+        case Purge():
+            return _purge(st, op)
+        case Count():
+            return _count(st, op)
+    raise StoreError(f"the PostgreSQL store cannot perform {op!r}")
+
+
+def after(first: Iterable[Step], then: Plan) -> Plan:
+    """``then``, preceded by ``first`` (whose rows are dropped), but only if ``then`` has a
+    statement to run: an operation answered without the server needs no preparation."""
+    try:
+        step = next(then)
+    except StopIteration as stop:
+        return stop.value
+    yield from first
+    while True:
+        rows = yield step
+        try:
+            step = then.send(rows)
+        except StopIteration as stop:
+            return stop.value
