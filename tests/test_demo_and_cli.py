@@ -118,3 +118,27 @@ def test_doctor_flags_plain_http_with_secure_cookies(capsys: pytest.CaptureFixtu
     assert "[FAIL]" in out
     assert "plain HTTP" in out
     assert main(["doctor", "--url", "https://app.example/", "--store", "memory://"]) == 0
+
+
+def test_demo_devices_and_log_out_other_devices(demo: tuple[str, str]) -> None:
+    base, _ = demo
+
+    def browser(ua: str) -> urllib.request.OpenerDirector:
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        opener.addheaders = [("User-Agent", ua)]
+        return opener
+
+    firefox = browser("Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0")
+    chrome = browser("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                     "Chrome/131.0.0.0 Safari/537.36")
+    for b in (firefox, chrome):
+        b.open(base + "/login", data=b"user=bob", timeout=5).read()
+    page = firefox.open(base + "/", timeout=5).read().decode()
+    assert "Firefox on Linux" in page
+    assert "Chrome on Windows" in page
+    assert page.count("this device") == 1
+    firefox.open(base + "/logout-others", data=b"", timeout=5).read()
+    assert "Not signed in" in _status(chrome.open(base + "/", timeout=5).read().decode())
+    page = firefox.open(base + "/", timeout=5).read().decode()
+    assert "bob" in _status(page)
+    assert "Chrome on Windows" not in page

@@ -224,3 +224,11 @@ def test_delete_racing_applies_never_resurrects(run: Runner) -> None:
             for f in futures:
                 f.result()
         assert run(Load(k, NOW)) is None
+
+
+def test_rename_onto_a_taken_key_changes_nothing(run: Runner) -> None:
+    run(Create(key(1), rec({"a": "1"})))
+    run(Create(key(2), rec({"b": "2"})))
+    assert run(Rename(key(1), key(2), Delta(set={"c": "3"}, meta=meta()), NOW)) is False
+    assert run(Load(key(1), NOW)).fields == {"a": "1"}
+    assert run(Load(key(2), NOW)).fields == {"b": "2"}

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from ..core.session import Session
+from ..manager import SessionManager
 from ..stores.base import open_store
 from ..wsgi import ENVIRON_KEY, SessionMiddleware, StartResponse
 
@@ -36,6 +37,7 @@ form{{display:inline}} input{{font:inherit;padding:.2rem}} button{{font:inherit;
 <button id="set">Set</button></form></p>
 <h2>Lifecycle</h2>
 <p>{lifecycle}</p>
+{devices}
 <div class="box"><small>Store: <code>{store}</code>. The cookie holds a random 256-bit token;
 the store keeps only its SHA-256 hash. Idle timeout {idle:g} s, absolute {absolute:g} s, both
 enforced on the server. This demo runs over plain HTTP on loopback, so it sets
@@ -49,7 +51,24 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _page(session: Session, store_url: str, idle: float, absolute: float) -> str:
+def _devices(session: Session, manager: SessionManager) -> str:
+    if session.user_id is None:
+        return ""
+    rows = "".join(
+        f"<tr><td>{_e(d.user_agent)}</td><td>{_e(d.ip or '-')}</td>"
+        f"<td>{_e(d.last_seen.strftime('%H:%M:%S'))}</td>"
+        f"<td>{'this device' if d.current else ''}</td></tr>"
+        for d in manager.devices(current=session)
+    )
+    return (
+        "<h2>Your devices</h2><table id='devices'><tr><th>browser</th><th>address</th>"
+        f"<th>last seen (UTC)</th><th></th></tr>{rows}</table><p><form method='post' "
+        "action='/logout-others'><button id='logout-others'>Log out my other devices</button>"
+        "</form></p>"
+    )
+
+
+def _page(session: Session, store_url: str, idle: float, absolute: float, devices: str) -> str:
     if session.user_id is not None:
         status = (f"Signed in as <b id='user'>{_e(session.user_id)}</b> since {_e(session.auth_at)}."
                   f"<br>Session created {_e(session.created_at)}, last seen {_e(session.last_seen)},"
@@ -68,7 +87,8 @@ def _page(session: Session, store_url: str, idle: float, absolute: float) -> str
         for k, v in sorted(session.items())
     )
     return PAGE.format(status=status, rows=rows or "<tr><td colspan=3><i>empty</i></td></tr>",
-                       lifecycle=lifecycle, store=_e(store_url), idle=idle, absolute=absolute)
+                       lifecycle=lifecycle, store=_e(store_url), idle=idle, absolute=absolute,
+                       devices=devices)
 
 
 def make_app(store_url: str, **options: Any) -> SessionMiddleware:
@@ -86,6 +106,8 @@ def make_app(store_url: str, **options: Any) -> SessionMiddleware:
                 session.login(form["user"].strip()[:64])
             elif path == "/logout":
                 session.logout()
+            elif path == "/logout-others" and session.user_id is not None:
+                manager.revoke_others(session)
             elif path == "/regenerate":
                 session.regenerate()
             elif path == "/set" and form.get("key"):
@@ -98,12 +120,13 @@ def make_app(store_url: str, **options: Any) -> SessionMiddleware:
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"not found\n"]
         cfg = middleware.config.timeouts
-        body = _page(session, store_url, cfg.idle, cfg.absolute).encode()
+        body = _page(session, store_url, cfg.idle, cfg.absolute, _devices(session, manager)).encode()
         start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"),
                                   ("Content-Length", str(len(body)))])
         return [body]
 
     middleware = SessionMiddleware(app, store=open_store(store_url), **options)
+    manager = SessionManager(middleware.store, middleware.config)
     return middleware
 
 
