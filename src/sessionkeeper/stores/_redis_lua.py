@@ -1,0 +1,227 @@
+"""The Lua scripts of the Redis store, written once for Redis, Valkey, Sentinel and Cluster.
+
+Layout of one session (a hash at ``<prefix>{<storage key>}``; the braces make the storage
+key the Cluster hash tag, so everything about one session lives in one slot):
+
+    f:<name>   one application field: its encoded (JSON) value
+    m          the Meta, as JSON
+    e          expires_at (a float as text), copied out of ``m`` so scripts can compare it
+    x          the name of the user index key, when the session has a user
+
+A session is *live* while ``e`` is present and ``e > now``. Two other shapes share the key
+space and are never live because they have no ``e``:
+
+    tombstone  ``t`` = the storage key it was renamed to, ``te`` = its old ``e``, plus the old
+               fields; short-lived (see the Cluster rename in ``_redis_plan``)
+    marker     ``d`` = 1: a Delete killed a rename in flight; blocks that rename's step 2
+
+User index: a sorted set at ``<prefix>u:{<sha256 of user id>}``; members are storage keys,
+scores the (caller-clock) time each was added, which lets a Cluster's self-healing read leave
+members alone while their session may still be on its way (see ``RedisPlans.list_user``).
+
+Write scripts share one argument layout (``WRITE_HEADER`` values, then the field changes):
+
+    ARGV[1]  now: refuse unless ``e > now`` ('' = no check, for Create)
+    ARGV[2]  storage key of the session written (the index member)
+    ARGV[3]  meta JSON ('' = keep the stored meta)
+    ARGV[4]  expires_at text          ARGV[5]  PEXPIREAT of the session, ms
+    ARGV[6]  index key of the new meta's user ('' = none)
+    ARGV[7]  index score              ARGV[8]  PEXPIREAT of the index, ms (extend only)
+    ARGV[9]  '1' = the script maintains user indexes itself (single server: index keys are
+             on the same server; in a Cluster they are in other slots, so Python does it)
+    ARGV[10] script specific (Rename: the old storage key; Create: deadline ms or '')
+    ARGV[11] number of fields to delete, then those ``f:`` names, then ``f:`` name/value pairs
+
+On a single server the scripts read the old index name from ``x`` and ZREM from it, a key
+they do not declare in KEYS: Redis and Valkey allow this outside Cluster mode, and it keeps
+Delete and Rename at one round trip. Scripts run with ARGV[9] = '0' in a Cluster and then
+touch only KEYS[1].
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+FIRST_FIELD_ARG = 12  # ARGV index after the header and the delete count
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """Lua source and its SHA-1, for EVALSHA with an EVAL fallback on NOSCRIPT."""
+
+    name: str
+    source: str
+    sha: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())  # noqa: S324
+
+
+# Helpers pasted in front of the scripts that need them (Lua has no imports in EVAL).
+_EXTEND = """
+local function extend(k, ms)
+  -- Set the expiry of k to ms unless it already expires later (PTTL -1: none yet).
+  ms = tonumber(ms)
+  local ttl = redis.call('PTTL', k)
+  if ttl >= 0 then
+    local t = redis.call('TIME')
+    if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + ttl >= ms then return end
+  end
+  redis.call('PEXPIREAT', k, ms)
+end
+"""
+
+_WRITE = _EXTEND + """
+local function patch(k)
+  -- Delete, then set, the f: fields listed after the header; chunks keep unpack() small.
+  local nd = tonumber(ARGV[11])
+  local i = 12
+  while nd > 0 do
+    local n = math.min(nd, 500)
+    redis.call('HDEL', k, unpack(ARGV, i, i + n - 1))
+    i = i + n
+    nd = nd - n
+  end
+  while i <= #ARGV do
+    local j = math.min(i + 499, #ARGV)
+    redis.call('HSET', k, unpack(ARGV, i, j))
+    i = j + 1
+  end
+end
+
+local function set_meta(k)
+  -- Replace meta and expiry if the header carries a meta; return the index the session
+  -- was in before ('' if none) and the one it is in now.
+  local oldx = redis.call('HGET', k, 'x') or ''
+  if ARGV[3] == '' then return oldx, oldx end
+  redis.call('HSET', k, 'm', ARGV[3], 'e', ARGV[4])
+  if ARGV[6] == '' then redis.call('HDEL', k, 'x') else redis.call('HSET', k, 'x', ARGV[6]) end
+  redis.call('PEXPIREAT', k, ARGV[5])
+  return oldx, ARGV[6]
+end
+
+local function enlist(x, member, ms)
+  redis.call('ZADD', x, ARGV[7], member)
+  extend(x, ms)
+end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"""
+
+CREATE = Script("create", _WRITE + """
+-- KEYS[1] session [, KEYS[2] its user index]. -> {1} created, {0} key taken, {-1} too late
+if ARGV[10] ~= '' and now_ms() > tonumber(ARGV[10]) then return {-1} end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
+patch(KEYS[1])
+set_meta(KEYS[1])
+if ARGV[9] == '1' and ARGV[6] ~= '' then enlist(ARGV[6], ARGV[2], ARGV[8]) end
+return {1}
+""")
+
+APPLY = Script("apply", _WRITE + """
+-- KEYS[1] session [, KEYS[2] index of the new meta's user]. -> {0} | {1, index before}
+local e = redis.call('HGET', KEYS[1], 'e')
+if not e or tonumber(e) <= tonumber(ARGV[1]) then return {0} end
+patch(KEYS[1])
+local oldx, newx = set_meta(KEYS[1])
+if ARGV[9] == '1' then
+  if oldx ~= '' and oldx ~= newx then redis.call('ZREM', oldx, ARGV[2]) end
+  -- every meta write with a user refreshes the index expiry: sessions slide, so must it
+  if ARGV[3] ~= '' and newx ~= '' then enlist(newx, ARGV[2], ARGV[8]) end
+end
+return {1, oldx}
+""")
+
+RENAME = Script("rename", _WRITE + """
+-- Single server only. KEYS[1] old, KEYS[2] new [, KEYS[3] index of the new meta's user].
+-- -> {1} moved, {0} old gone or expired, or new taken (nothing written)
+local e = redis.call('HGET', KEYS[1], 'e')
+if not e or tonumber(e) <= tonumber(ARGV[1]) then return {0} end
+if redis.call('EXISTS', KEYS[2]) == 1 then return {0} end
+redis.call('RENAME', KEYS[1], KEYS[2])
+patch(KEYS[2])
+local oldx, newx = set_meta(KEYS[2])
+if oldx ~= '' then redis.call('ZREM', oldx, ARGV[10]) end
+if newx ~= '' then
+  local ms = ARGV[8]
+  if ARGV[3] == '' then ms = now_ms() + redis.call('PTTL', KEYS[2]) end
+  enlist(newx, ARGV[2], ms)
+end
+return {1}
+""")
+
+DETACH = Script("detach", """
+-- Cluster rename, step 1, on the old slot. KEYS[1] old; ARGV now, new storage key, ttl ms.
+-- Atomically turn a live session into a tombstone naming its successor.
+-- -> {0} | {1, all fields of the old hash, server seconds, server microseconds}
+local e = redis.call('HGET', KEYS[1], 'e')
+if not e or tonumber(e) <= tonumber(ARGV[1]) then return {0} end
+local data = redis.call('HGETALL', KEYS[1])
+redis.call('HDEL', KEYS[1], 'e')
+redis.call('HSET', KEYS[1], 't', ARGV[2], 'te', e)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+local t = redis.call('TIME')
+return {1, data, t[1], t[2]}
+""")
+
+RESTORE = Script("restore", """
+-- Cluster rename, undo of step 1 when step 2 was refused. KEYS[1] old; ARGV new key, ms.
+-- Only the tombstone this rename made is turned back; anything else is left alone.
+if redis.call('HGET', KEYS[1], 't') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'e', redis.call('HGET', KEYS[1], 'te'))
+redis.call('HDEL', KEYS[1], 't', 'te')
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+return 1
+""")
+
+DROP = Script("drop", """
+-- Delete (ARGV[3] = '') or purge (ARGV[3] = now: only if expired). KEYS[1] session;
+-- ARGV local, storage key, now. -> {0} | {1, index to clean ('' if done)} | {2, target}
+local h = redis.call('HMGET', KEYS[1], 'e', 't', 'x')
+if h[1] then
+  if ARGV[3] ~= '' and tonumber(h[1]) > tonumber(ARGV[3]) then return {0} end
+  redis.call('DEL', KEYS[1])
+  local x = h[3] or ''
+  if x ~= '' and ARGV[1] == '1' then
+    redis.call('ZREM', x, ARGV[2])
+    x = ''
+  end
+  return {1, x}
+end
+if h[2] and ARGV[3] == '' then return {2, h[2]} end
+return {0}
+""")
+
+KILL = Script("kill", """
+-- Delete of a tombstone, on the rename target's slot. KEYS[1] target; ARGV marker ttl ms.
+-- Whatever is there goes, and a marker stays so a late step 2 cannot create the session.
+-- -> {was live (0/1), its index ('' if none)}
+local h = redis.call('HMGET', KEYS[1], 'e', 'x')
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'd', '1')
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return {h[1] and 1 or 0, h[2] or ''}
+""")
+
+ENLIST = Script("enlist", _EXTEND + """
+-- Cluster: add a member to a user index. KEYS[1] index; ARGV score, member, expiry ms.
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+extend(KEYS[1], ARGV[3])
+return 1
+""")
+
+HEAL = Script("heal", """
+-- Drop index members. KEYS[1] index; ARGV cutoff, n, n members to drop, then members to
+-- drop only if added at or before the cutoff (their session may still be being written).
+local n = tonumber(ARGV[2])
+for i = 3, 2 + n do redis.call('ZREM', KEYS[1], ARGV[i]) end
+for i = 3 + n, #ARGV do
+  local s = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if s and tonumber(s) <= tonumber(ARGV[1]) then redis.call('ZREM', KEYS[1], ARGV[i]) end
+end
+return 1
+""")

@@ -1,0 +1,408 @@
+"""Redis store: one hash per session, per-field deltas, one round trip per operation.
+
+Works with Redis (5+; 7 tested), Valkey, Redis Sentinel and Redis Cluster through redis-py's
+``redis`` (sync) and ``redis.asyncio`` (async) clients. The logic (Lua scripts, arguments,
+replies, the Cluster rename) is written once in ``_redis_lua`` and ``_redis_plan``; this
+module only parses URLs and moves requests to and from the two clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Any, Literal
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
+
+from ..core.records import Apply, Count, Create, Delete, ListUser, Load, Op, Purge, Rename
+from ..errors import ConfigError, StoreError
+from .base import Store
+
+try:
+    import redis
+    import redis.asyncio
+    import redis.asyncio.cluster
+    import redis.asyncio.retry
+    import redis.asyncio.sentinel
+    import redis.cluster
+    import redis.retry
+    import redis.sentinel
+    from redis.backoff import NoBackoff
+    from redis.exceptions import NoScriptError
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        "the Redis store needs redis-py: pip install 'sessionkeeper[redis]'"
+    ) from exc
+
+from ._redis_plan import Layout, Nodes, Plan, RedisPlans, Request, drive_async, drive_sync
+
+Kind = Literal["single", "cluster", "sentinel"]
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+#: option name -> converter (query-string values arrive as text)
+_OPTIONS: dict[str, Callable[[Any], Any]] = {
+    "prefix": str,
+    "socket_timeout": float,
+    "connect_timeout": float,
+    "max_connections": int,
+    "pool_timeout": float,
+    "username": str,
+    "password": str,
+    "client_name": str,
+    "ssl_ca_certs": str,
+    "ssl_certfile": str,
+    "ssl_keyfile": str,
+    "ssl_cert_reqs": str,
+    "ssl_check_hostname": _flag,
+    "sentinel_username": str,
+    "sentinel_password": str,
+    "rename_ttl": float,
+    "index_grace": float,
+}
+
+
+def _hosts(text: str, default_port: int) -> list[tuple[str, int]]:
+    out = []
+    for part in text.split(","):
+        try:
+            parsed = urlsplit("//" + part.strip())
+            host, port = parsed.hostname, parsed.port
+        except ValueError as exc:
+            raise ConfigError(f"bad host {part!r} in redis URL: {exc}") from None
+        if not host:
+            raise ConfigError(f"missing host in redis URL part {part!r}")
+        out.append((host, port or default_port))
+    return out
+
+
+def _db(text: str) -> int:
+    text = text.strip("/")
+    if not text:
+        return 0
+    if not text.isdigit():
+        raise ConfigError(f"redis database must be a number, got {text!r}")
+    return int(text)
+
+
+class RedisStore(Store):
+    """Sessions in Redis, Valkey, Redis Sentinel or Redis Cluster.
+
+    Open it with :func:`~sessionkeeper.open_store`::
+
+        redis://[user:password@]host[:6379][/db]      valkey://…   rediss://… (TLS)
+        redis+cluster://host:port,host:port           rediss+cluster://… (TLS)
+        redis+sentinel://host:26379,host:26379/service_name[/db]
+
+    Options, as keyword arguments or in the URL's query string (``?prefix=app:``):
+
+    ``prefix`` (``"sk:"``)
+        Prepended to every key: ``<prefix>{<storage key>}`` holds a session (the braces make
+        the storage key the Cluster hash tag), ``<prefix>u:{<sha256(user id)>}`` a user's index.
+        Must not contain ``{`` or ``}``.
+    ``socket_timeout`` (5.0), ``connect_timeout`` (5.0)
+        Seconds before a read or a connect gives up with :class:`StoreUnavailable`.
+    ``max_connections`` (50), ``pool_timeout`` (5.0)
+        Pool size (per node in a Cluster), and how long a request waits for a free connection.
+    ``username``, ``password``, ``client_name``
+        ``username``/``password`` override those in the URL.
+    ``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``, ``ssl_cert_reqs`` (``"required"``),
+    ``ssl_check_hostname`` (true unless ``ssl_cert_reqs="none"``)
+        TLS settings for ``rediss://``.
+    ``sentinel_username``, ``sentinel_password``
+        Credentials for the Sentinels themselves.
+    ``rename_ttl`` (30.0), ``index_grace`` (60.0)
+        Cluster only: how long a renamed session's tombstone lives, and how old an index
+        member with no session must be before a read drops it (see ``_redis_plan``).
+
+    Behaviour:
+
+    - One hash per session: ``f:<name>`` per session key, ``m`` the metadata (JSON), ``e`` its
+      expiry; Redis expires the hash itself at ``expires_at`` (PEXPIREAT), and every read also
+      checks ``expires_at`` against the caller's clock.
+    - Load, Create, Apply, Delete and (single server) Rename are one round trip each: one
+      HGETALL or one EVALSHA (EVAL when the server lost its script cache). Commands are never
+      retried: a write whose reply was lost cannot safely be sent twice. In a Cluster a user's
+      index is in another slot, so a write that changes it costs one more command, and Rename
+      is a two-step move (3-4 commands) that never leaves two live copies (see ``_redis_plan``).
+    - ``Purge`` and ``Count`` SCAN every primary for the prefix: O(number of keys), for admin
+      tools, not requests. Redis expires sessions by itself, so ``Purge`` only finds sessions
+      expired by the caller's clock but not yet by Redis's.
+    - Errors: unreachable, timing out, failing over, Cluster down or read-only ->
+      :class:`StoreUnavailable`; anything else Redis refuses -> :class:`StoreError`.
+    - The async client is created in the running event loop on first ``aexecute``; a store
+      serves one event loop at a time (a new loop gets a new client).
+    """
+
+    name = "redis"
+
+    def __init__(
+        self,
+        hosts: list[tuple[str, int]],
+        *,
+        kind: Kind = "single",
+        db: int = 0,
+        service: str | None = None,
+        ssl: bool = False,
+        prefix: str = "sk:",
+        socket_timeout: float = 5.0,
+        connect_timeout: float = 5.0,
+        max_connections: int = 50,
+        pool_timeout: float = 5.0,
+        username: str | None = None,
+        password: str | None = None,
+        client_name: str | None = None,
+        ssl_ca_certs: str | None = None,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
+        ssl_cert_reqs: str = "required",
+        ssl_check_hostname: bool | None = None,
+        sentinel_username: str | None = None,
+        sentinel_password: str | None = None,
+        rename_ttl: float = 30.0,
+        index_grace: float = 60.0,
+    ) -> None:
+        if not hosts:
+            raise ConfigError("a redis store needs at least one host")
+        if kind == "single" and len(hosts) != 1:
+            raise ConfigError("redis:// takes one host; use redis+cluster:// or redis+sentinel://")
+        if kind == "cluster" and db != 0:
+            raise ConfigError("Redis Cluster has only database 0")
+        if kind == "sentinel" and not service:
+            raise ConfigError("redis+sentinel:// needs a service name: redis+sentinel://host:port/name")
+        if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
+            raise ConfigError(f"prefix must be a non-empty string without braces, got {prefix!r}")
+        if not (socket_timeout > 0 and connect_timeout > 0 and pool_timeout > 0):
+            raise ConfigError("timeouts must be positive")
+        if max_connections < 1:
+            raise ConfigError("max_connections must be at least 1")
+        if not (rename_ttl > 0 and index_grace >= 0):
+            raise ConfigError("rename_ttl must be positive and index_grace not negative")
+        self.kind: Kind = kind
+        self.hosts = list(hosts)
+        self.db = db
+        self.service = service
+        self.ssl = ssl
+        self.max_connections = max_connections
+        self.pool_timeout = pool_timeout
+        self.sentinel_kwargs = {
+            k: v
+            for k, v in {
+                "username": sentinel_username,
+                "password": sentinel_password,
+                "socket_timeout": socket_timeout,
+                "socket_connect_timeout": connect_timeout,
+            }.items()
+            if v is not None
+        }
+        # Keyword arguments every redis-py connection of this store gets (both faces).
+        self.connection_kwargs: dict[str, Any] = {
+            "username": username,
+            "password": password,
+            "client_name": client_name,
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": connect_timeout,
+        }
+        if ssl:
+            self.connection_kwargs.update(
+                ssl_ca_certs=ssl_ca_certs,
+                ssl_certfile=ssl_certfile,
+                ssl_keyfile=ssl_keyfile,
+                ssl_cert_reqs=ssl_cert_reqs,
+                # Python's ssl refuses hostname checks without certificate checks.
+                ssl_check_hostname=(ssl_cert_reqs != "none" if ssl_check_hostname is None
+                                    else ssl_check_hostname),
+            )
+        layout = Layout(prefix, cluster=kind == "cluster", rename_ttl=rename_ttl, index_grace=index_grace)
+        self.plans = RedisPlans(layout)
+        self._lock = threading.Lock()
+        self._sync: Any = None
+        self._async: Any = None
+        self._async_loop: asyncio.AbstractEventLoop | None = None
+        self._sentinels: dict[bool, list[Any]] = {}  # asynchronous? -> clients of the Sentinels
+
+    @classmethod
+    def from_url(cls, url: SplitResult, **options: Any) -> RedisStore:
+        """Build a store from a parsed ``redis://``-family URL and options (see the class)."""
+        scheme = url.scheme.lower()
+        kind: Kind = "cluster" if "+cluster" in scheme else "sentinel" if "+sentinel" in scheme else "single"
+        ssl = scheme.startswith("rediss")
+        creds, _, host_text = url.netloc.rpartition("@")
+        merged: dict[str, Any] = dict(parse_qsl(url.query, keep_blank_values=True))
+        if creds:
+            user, has_password, password = creds.partition(":")
+            if user:
+                merged["username"] = unquote(user)
+            if has_password:
+                merged["password"] = unquote(password)
+        merged.update(options)
+        kwargs: dict[str, Any] = {}
+        for name, value in merged.items():
+            convert = _OPTIONS.get(name)
+            if convert is None:
+                raise ConfigError(
+                    f"unknown redis store option {name!r}; known: {', '.join(sorted(_OPTIONS))}"
+                )
+            try:
+                kwargs[name] = value if value is None else convert(value)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"redis store option {name}={value!r}: {exc}") from None
+        if not host_text:
+            raise ConfigError(f"redis URL {url.geturl()!r} names no host")
+        service = None
+        if kind == "sentinel":
+            service, _, rest = url.path.strip("/").partition("/")
+            db = _db(rest)
+            hosts = _hosts(host_text, 26379)
+        else:
+            db = _db(url.path)
+            hosts = _hosts(host_text, 6379)
+        return cls(hosts, kind=kind, db=db, service=unquote(service) if service else None, ssl=ssl, **kwargs)
+
+    # ---- the two faces -------------------------------------------------------------------
+
+    def _plan(self, op: Op) -> Plan[Any]:
+        p = self.plans
+        match op:
+            case Load(key, now):
+                return p.load(key, now)
+            case Apply(key, delta, now):
+                return p.apply(key, delta, now)
+            case Create(key, record):
+                return p.create(key, record)
+            case Rename(old, new, delta, now):
+                return p.rename(old, new, delta, now)
+            case Delete(key):
+                return p.delete(key)
+            case ListUser(user_id, now):
+                return p.list_user(user_id, now)
+            case Purge(now, batch):
+                return p.purge(now, batch)
+            case Count(now):
+                return p.count(now)
+        raise StoreError(f"RedisStore cannot perform {op!r}")
+
+    def execute(self, op: Op) -> Any:
+        """Perform one operation with the sync client."""
+        return drive_sync(self._plan(op), self._io)
+
+    async def aexecute(self, op: Op) -> Any:
+        """Perform one operation with the async client (made in this loop on first use)."""
+        return await drive_async(self._plan(op), self._aio)
+
+    def _io(self, request: Request) -> Any:
+        client = self._sync_client()
+        if isinstance(request, Nodes):
+            return client.get_primaries() if self.kind == "cluster" else [None]
+        if request.node is not None:
+            return [client.execute_command(*request.cmds[0], target_nodes=request.node)]
+        if len(request.cmds) == 1:
+            try:
+                return [client.execute_command(*request.cmds[0])]
+            except NoScriptError as exc:
+                return [exc]
+        pipe = client.pipeline(transaction=False)
+        for cmd in request.cmds:
+            pipe.execute_command(*cmd)
+        return pipe.execute(raise_on_error=False)
+
+    async def _aio(self, request: Request) -> Any:
+        client = self._async_client()
+        if isinstance(request, Nodes):
+            if self.kind != "cluster":
+                return [None]
+            await client.initialize()  # unlike the sync client, it learns the nodes lazily
+            return client.get_primaries()
+        if request.node is not None:
+            return [await client.execute_command(*request.cmds[0], target_nodes=request.node)]
+        if len(request.cmds) == 1:
+            try:
+                return [await client.execute_command(*request.cmds[0])]
+            except NoScriptError as exc:
+                return [exc]
+        pipe = client.pipeline(transaction=False)
+        for cmd in request.cmds:
+            pipe.execute_command(*cmd)
+        return await pipe.execute(raise_on_error=False)
+
+    # ---- clients -------------------------------------------------------------------------
+
+    def _sync_client(self) -> Any:
+        client = self._sync
+        if client is None:
+            with self._lock:
+                if self._sync is None:
+                    # Made on first use: a Cluster client connects when it is built, and a
+                    # store must open while Redis is down and work once it is back.
+                    self._sync = self._make_client(asynchronous=False)
+                client = self._sync
+        return client
+
+    def _async_client(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._async_loop is not loop:
+            self._async = self._make_client(asynchronous=True)
+            self._async_loop = loop
+        return self._async
+
+    def _make_client(self, asynchronous: bool) -> Any:
+        lib: Any = redis.asyncio if asynchronous else redis
+        retry_cls: Any = redis.asyncio.retry.Retry if asynchronous else redis.retry.Retry
+        # No retries: a write whose reply was lost may have happened; sending it again could
+        # report a created session as taken, or a renamed one as gone.
+        kwargs = {**self.connection_kwargs, "retry": retry_cls(NoBackoff(), 0)}
+        if self.kind == "cluster":
+            cluster: Any = redis.asyncio.cluster if asynchronous else redis.cluster
+            return cluster.RedisCluster(
+                startup_nodes=[cluster.ClusterNode(h, p) for h, p in self.hosts],
+                ssl=self.ssl,
+                max_connections=self.max_connections,
+                **kwargs,
+            )
+        if self.kind == "sentinel":
+            module: Any = redis.asyncio.sentinel if asynchronous else redis.sentinel
+            sentinel = module.Sentinel(self.hosts, sentinel_kwargs=self.sentinel_kwargs)
+            client = sentinel.master_for(
+                self.service, db=self.db, max_connections=self.max_connections, **kwargs
+            )
+            # The master's client does not own the connections to the Sentinels: close them too.
+            self._sentinels[asynchronous] = list(sentinel.sentinels)
+            return client
+        host, port = self.hosts[0]
+        pool = lib.BlockingConnectionPool(
+            host=host,
+            port=port,
+            db=self.db,
+            connection_class=lib.SSLConnection if self.ssl else lib.Connection,
+            max_connections=self.max_connections,
+            timeout=self.pool_timeout,
+            **{k: v for k, v in kwargs.items() if v is not None},
+        )
+        return lib.Redis.from_pool(pool)
+
+    def close(self) -> None:
+        """Disconnect the sync client (a later operation reconnects)."""
+        client, self._sync = self._sync, None
+        if client is not None:
+            client.close()
+            for sentinel in self._sentinels.pop(False, ()):
+                sentinel.close()
+
+    async def aclose(self) -> None:
+        """Disconnect both clients."""
+        client, self._async, self._async_loop = self._async, None, None
+        if client is not None:
+            await client.aclose()
+            for sentinel in self._sentinels.pop(True, ()):
+                await sentinel.aclose()
+        self.close()
