@@ -16,6 +16,7 @@ from urllib.parse import quote
 import pytest
 
 from sessionkeeper import ConfigError, Session, SessionConfig, SessionFlow, open_store
+from sessionkeeper.core.flow import RequestInfo
 from sessionkeeper.core.ids import storage_key
 from sessionkeeper.core.records import (
     Apply,
@@ -304,10 +305,11 @@ def test_processes_applying_different_fields_all_survive(root: Path) -> None:
 def test_raw_token_never_reaches_the_disk(root: Path) -> None:
     flow = SessionFlow(SessionConfig())
     with open_store(url_for(root)) as store:
-        session: Session = flow.session()
+        state = flow.begin(RequestInfo())
+        session: Session = flow.open(state)
         session["user"] = "alice"
         session.login("alice")
-        headers = run_sync(flow.commit(None, session, 200), store)
+        headers = run_sync(flow.commit(state, session, 200), store)
     (set_cookie,) = [v for k, v in headers if k == "Set-Cookie"]
     token = flow.token(set_cookie.split(";")[0])
     assert token is not None

@@ -29,6 +29,7 @@ from sessionkeeper import (
     StoreUnavailable,
     open_store,
 )
+from sessionkeeper.core.flow import RequestInfo
 from sessionkeeper.core.ids import storage_key
 from sessionkeeper.core.records import Apply, Count, Create, Delta, Load, Meta, Purge, Record, Rename
 from sessionkeeper.drivers import run_sync
@@ -347,9 +348,10 @@ def test_processes_applying_different_fields_all_survive(db: Path) -> None:
 def test_raw_token_never_reaches_the_database_file(db: Path) -> None:
     flow = SessionFlow(SessionConfig())
     store = open_store(url_for(db))
-    session: Session = flow.session()
+    state = flow.begin(RequestInfo())
+    session: Session = flow.open(state)
     session["user"] = "alice"
-    headers = run_sync(flow.commit(None, session, 200), store)
+    headers = run_sync(flow.commit(state, session, 200), store)
     store.close()  # checkpoints the WAL into the main file
     (set_cookie,) = [v for k, v in headers if k == "Set-Cookie"]
     token = flow.token(set_cookie.split(";")[0])
