@@ -9,6 +9,7 @@ native async client get ``aexecute`` by running ``execute`` in a worker thread.
 from __future__ import annotations
 
 import asyncio
+import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -112,47 +113,29 @@ class MethodStore(Store):
 
 # ---- open_store ------------------------------------------------------------------------
 
-def _memory(url: SplitResult, options: dict[str, Any]) -> Store:
-    from .memory import MemoryStore
-
-    return MemoryStore.from_url(url, **options)
-
-
-def _file(url: SplitResult, options: dict[str, Any]) -> Store:
-    from .file import FileStore
-
-    store: Store = FileStore.from_url(url, **options)
-    return store
-
-
-def _sqlite(url: SplitResult, options: dict[str, Any]) -> Store:
-    from .sqlite import SQLiteStore
-
-    store: Store = SQLiteStore.from_url(url, **options)
-    return store
-
-
-def _postgres(url: SplitResult, options: dict[str, Any]) -> Store:
-    from .postgres import PostgresStore
-
-    store: Store = PostgresStore.from_url(url, **options)
-    return store
-
-
-def _redis(url: SplitResult, options: dict[str, Any]) -> Store:
-    from .redis import RedisStore
-
-    store: Store = RedisStore.from_url(url, **options)
-    return store
-
-
 Opener = Callable[[SplitResult, dict[str, Any]], Store]
 
-#: scheme -> opener; later stores add themselves here
+
+def _lazy(module: str, cls: str) -> Opener:
+    """An opener that imports the store's module only when its scheme is used, so that
+    ``pip install sessionkeeper`` without the redis/postgres extras still imports."""
+
+    def opener(url: SplitResult, options: dict[str, Any]) -> Store:
+        store_cls = getattr(importlib.import_module(f"{__package__}.{module}"), cls)
+        store: Store = store_cls.from_url(url, **options)
+        return store
+
+    return opener
+
+
+_redis = _lazy("redis", "RedisStore")
+_postgres = _lazy("postgres", "PostgresStore")
+
+#: scheme -> opener
 SCHEMES: dict[str, Opener] = {
-    "memory": _memory,
-    "file": _file,
-    "sqlite": _sqlite,
+    "memory": _lazy("memory", "MemoryStore"),
+    "file": _lazy("file", "FileStore"),
+    "sqlite": _lazy("sqlite", "SQLiteStore"),
     "postgresql": _postgres,
     "postgres": _postgres,
     "redis": _redis,
