@@ -52,8 +52,11 @@ def request_info(scope: Scope, header_name: str) -> RequestInfo:
             headers[name] = value
     client = scope.get("client")
     scheme = str(scope.get("scheme") or "http").replace("ws", "http")
+    # A websocket handshake is a GET, but one a cross-site page may open with the user's
+    # cookies: the CSRF check treats it as unsafe.
+    method = str(scope.get("method") or "GET") if scope.get("type") != "websocket" else "WEBSOCKET"
     return info_from_headers(
-        str(scope.get("method") or "GET"),
+        method,
         headers,
         query=bytes(scope.get("query_string") or b"").decode("latin-1"),
         ip=str(client[0]) if client else None,

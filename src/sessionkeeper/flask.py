@@ -133,6 +133,7 @@ def init_app(
         return None
 
     if cfg.csrf:
-        app.before_request(refuse_cross_site)
+        # First in line: no before_request hook of the app runs for a refused request either.
+        app.before_request_funcs.setdefault(None, []).insert(0, refuse_cross_site)
     app.extensions["sessionkeeper"] = interface
     return interface

@@ -6,7 +6,7 @@ CLI). Each method has a sync form and an async ``a``-form; both run the same gen
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 from .core.config import SessionConfig
 from .core.events import SessionEvent
@@ -53,17 +53,21 @@ class SessionManager:
         """Live sessions of ``user_id`` (default: the user of ``current``), newest use first."""
         uid, key = self._current(current)
         uid = user_id if user_id is not None else uid
-        if uid is None:
+        if not _user(uid):
             return []
-        return run_sync(list_devices(uid, self.config.clock(), self._secret(), key), self.store)
+        return run_sync(self._list(uid, key), self.store)
 
     async def adevices(self, user_id: str | None = None, *, current: Session | None = None) -> list[Device]:
         """Async :meth:`devices`."""
         uid, key = self._current(current)
         uid = user_id if user_id is not None else uid
-        if uid is None:
+        if not _user(uid):
             return []
-        return await run_async(list_devices(uid, self.config.clock(), self._secret(), key), self.store)
+        return await run_async(self._list(uid, key), self.store)
+
+    def _list(self, user_id: str, current_key: str | None) -> Any:
+        cfg = self.config
+        return list_devices(user_id, cfg.clock(), self._secret(), current_key, cfg.timeouts)
 
     # ---- revocation -----------------------------------------------------------------------
 
@@ -71,21 +75,30 @@ class SessionManager:
         return revoke(user_id, self.config.clock(), self._secret(),
                       session_id=session_id, keep_key=keep, reason=reason)
 
-    def revoke(self, user_id: str, session_id: str) -> bool:
-        """Revoke the session named ``session_id`` (a :attr:`Device.session_id`) of ``user_id``."""
+    def revoke(self, user_id: str | None, session_id: str) -> bool:
+        """Revoke the session named ``session_id`` (a :attr:`Device.session_id`) of ``user_id``.
+        False if ``user_id`` has no such live session (or is ``None``: nobody signed in)."""
+        if not _user(user_id):
+            return False
         return self._emit(run_sync(self._plan(user_id, session_id, None, "revoked"), self.store)) > 0
 
-    async def arevoke(self, user_id: str, session_id: str) -> bool:
+    async def arevoke(self, user_id: str | None, session_id: str) -> bool:
         """Async :meth:`revoke`."""
+        if not _user(user_id):
+            return False
         events = await run_async(self._plan(user_id, session_id, None, "revoked"), self.store)
         return await self._aemit(events) > 0
 
-    def revoke_all(self, user_id: str) -> int:
-        """Revoke every session of ``user_id``; returns how many."""
+    def revoke_all(self, user_id: str | None) -> int:
+        """Revoke every session of ``user_id``; returns how many (0 for ``None``)."""
+        if not _user(user_id):
+            return 0
         return self._emit(run_sync(self._plan(user_id, None, None, "revoke_all"), self.store))
 
-    async def arevoke_all(self, user_id: str) -> int:
+    async def arevoke_all(self, user_id: str | None) -> int:
         """Async :meth:`revoke_all`."""
+        if not _user(user_id):
+            return 0
         return await self._aemit(await run_async(self._plan(user_id, None, None, "revoke_all"), self.store))
 
     def revoke_others(self, current: Session) -> int:
@@ -101,3 +114,8 @@ class SessionManager:
         if uid is None:
             return 0
         return await self._aemit(await run_async(self._plan(uid, None, key, "revoke_others"), self.store))
+
+
+def _user(user_id: object) -> TypeGuard[str]:
+    """A user id to look up: a non-empty string (``None`` means nobody is signed in)."""
+    return isinstance(user_id, str) and user_id != ""

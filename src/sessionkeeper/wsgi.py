@@ -73,10 +73,10 @@ class SessionMiddleware:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         state, session = self.open(environ)
-        if state.csrf_failed:
-            return _plain(start_response, 403, CSRF_REFUSED, [])
-        environ[ENVIRON_KEY] = session
         try:
+            if state.csrf_failed:
+                return _plain(start_response, 403, CSRF_REFUSED, [])
+            environ[ENVIRON_KEY] = session
             return self._call(environ, start_response, state, session)
         finally:
             if state.events:

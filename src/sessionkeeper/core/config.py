@@ -22,6 +22,16 @@ _PARAM_RE = re.compile(r"[A-Za-z0-9_.-]+")
 _DEFAULT_ID_SECRET = b"sessionkeeper.public-id.v1"
 
 
+def normalize_origin(origin: str) -> str:
+    """``scheme://host[:port]`` as browsers compare it: lowercase, no trailing slash, no
+    default port (``https://Example.com:443/`` -> ``https://example.com``)."""
+    value = origin.strip().rstrip("/").lower()
+    for scheme, port in (("https://", ":443"), ("http://", ":80")):
+        if value.startswith(scheme) and value.endswith(port):
+            return value[: -len(port)]
+    return value
+
+
 @dataclass(frozen=True)
 class SessionConfig:
     """Options shared by the ASGI, WSGI and Flask adapters (pass them as keyword arguments).
@@ -123,7 +133,9 @@ class SessionConfig:
         if callable(self.on_event):
             object.__setattr__(self, "on_event", (self.on_event,))
         object.__setattr__(self, "on_event", tuple(self.on_event))
-        trusted = tuple(o.rstrip("/").lower() for o in self.trusted_origins)
+        if isinstance(self.trusted_origins, str):
+            raise ConfigError("trusted_origins must be a list of origins, not one string")
+        trusted = tuple(normalize_origin(o) for o in self.trusted_origins)
         object.__setattr__(self, "trusted_origins", trusted)
 
     @property

@@ -18,7 +18,7 @@ EventKind = Literal[
     "logged_out",   # logout() / destroy() from the request
     "destroyed",    # deleted by the request (destroy without a user)
     "revoked",      # deleted from outside the request (device list, admin, CLI, policy)
-    "expired",      # found dead on access, or removed by a purge
+    "expired",      # found dead on access (while the store still holds it), then removed
     "anomaly",      # suspicious use: fingerprint drift, a burst of unknown IDs
     "refused",      # a login refused by the per-user session cap
 ]

@@ -26,10 +26,11 @@ from urllib.parse import parse_qs
 
 from ..errors import ConfigError
 from . import ids
-from .config import SessionConfig
+from .config import SessionConfig, normalize_origin
 from .cookies import MAX_VALUE, read_token
 from .events import EventKind, SessionEvent
 from .fingerprint import Client, drift, ip_prefix
+from .lifecycle import alive
 from .probing import ProbeMonitor
 from .records import Apply, Create, Delete, Delta, ListUser, Load, Meta, Op, Record, Rename
 from .session import Session
@@ -83,10 +84,13 @@ class RequestState:
 def csrf_allowed(info: RequestInfo, trusted: tuple[str, ...] = ()) -> bool:
     """Whether an unsafe request may proceed: same-origin by ``Sec-Fetch-Site``, or by
     ``Origin`` when the browser sent no fetch metadata. Requests with neither (non-browser
-    clients) pass: they do not carry a browser's ambient cookies against the user's will."""
+    clients) pass: they do not carry a browser's ambient cookies against the user's will.
+    Origins compare as browsers write them (case, a trailing slash and default ports aside).
+    Adapters pass websocket handshakes as method ``WEBSOCKET``: unsafe, since a cross-site page
+    can open a websocket that carries the user's cookies."""
     if info.method.upper() in SAFE_METHODS:
         return True
-    origin = (info.origin or "").strip().rstrip("/").lower() or None
+    origin = normalize_origin(info.origin) if info.origin and info.origin.strip() else None
     if origin is not None and origin in trusted:
         return True
     site = (info.sec_fetch_site or "").strip().lower()
@@ -94,7 +98,7 @@ def csrf_allowed(info: RequestInfo, trusted: tuple[str, ...] = ()) -> bool:
         return site in ("same-origin", "none")
     if origin is None:
         return True
-    return origin != "null" and info.own_origin is not None and origin == info.own_origin.lower()
+    return origin != "null" and info.own_origin is not None and origin == normalize_origin(info.own_origin)
 
 
 class SessionFlow:
@@ -152,9 +156,7 @@ class SessionFlow:
         return record
 
     def _alive(self, record: Record, now: float) -> bool:
-        m = record.meta
-        t = self.config.timeouts
-        return not (now >= m.expires_at or now >= m.last_seen + t.idle or now >= m.created_at + t.absolute)
+        return alive(record.meta, now, self.config.timeouts)
 
     def load(self, state: RequestState) -> LoadFlow:
         """Yield the operations that load the client's session; return it or ``None``."""
@@ -162,11 +164,13 @@ class SessionFlow:
         assert state.token is not None
         now = cfg.clock()
         key = ids.storage_key(state.token)
-        record: Record | None = yield Load(key, now)
-        if record is None and cfg.rotate_every is not None and cfg.grace > 0:
+        # Asked as of one absolute lifetime ago, the store also returns a session that expired
+        # since (until a purge removes it): it is reported as expired, not as an unknown ID.
+        # Whether it is alive is decided below, under the current timeouts.
+        record: Record | None = yield Load(key, now - cfg.timeouts.absolute)
+        if record is None and self._renewing:
             # Renewed moments ago? The alias leads the old token to the session, briefly.
-            alias: Record | None = yield Load(ids.alias_key(state.token), now)
-            new = None if alias is None else ids.unwrap_token(alias.fields.get("to", ""), state.token)
+            new = yield from self._follow(state.token, now)
             if new is not None:
                 key = ids.storage_key(new)
                 record = yield Load(key, now)
@@ -177,7 +181,9 @@ class SessionFlow:
             return None
         meta = record.meta
         if not self._alive(record, now):
-            self._event(state, "expired", key, meta.user_id, now)
+            # Found dead on access: remove it (reported once, also when requests race here).
+            if (yield Delete(key)):
+                self._event(state, "expired", key, meta.user_id, now)
             return None
         if meta.user_id is not None and cfg.anomaly_policy != "ignore":
             changed = drift(meta.info, state.info.client)
@@ -290,7 +296,7 @@ class SessionFlow:
             key = ids.storage_key(token)
             if (yield Create(key, Record(session.encoded(), self._new_meta(state, user, now)))):
                 headers = self._replace_clear(headers) + self._issue(token)
-                self._event(state, "created", key, None, now)
+                self._event(state, "created", key, None if user is None else user[0], now)
                 if user is not None:
                     self._event(state, "logged_in", key, user[0], now)
             return headers
@@ -314,7 +320,8 @@ class SessionFlow:
             new_meta = replace(new_meta, info={**new_meta.info, _ROTATED_AT: repr(now)})
             token = session.next_token or self._new_token()
             key = ids.storage_key(token)
-            grace = state.renew and not (session.rotate or state.rotate_now) and state.token is not None
+            grace = (self._renewing and state.renew and not (session.rotate or state.rotate_now)
+                     and state.token is not None)
             alias_ok = True
             if grace:
                 assert state.token is not None
@@ -326,22 +333,43 @@ class SessionFlow:
             if alias_ok:
                 if (yield Rename(old_key, key, session.delta(new_meta), now)):
                     headers += self._issue(token)
+                    # "previous" links the new public id to the old one in an audit trail.
                     self._event(state, kind, key, new_meta.user_id, now,
+                                previous=ids.public_id(old_key, self.secret),
                                 **({"reason": "renewal"} if grace else {}))
                 elif grace:
                     assert state.token is not None
                     yield Delete(ids.alias_key(state.token))
                 return headers
+            # Another request is renewing this very session right now (its alias is there):
+            # save into the session as usual below; if it has moved already, follow it.
 
         delta = session.delta()
         if delta.touches_fields or state.force_write or cfg.timeouts.touch_due(meta.last_seen, now):
-            delta = replace(delta, meta=self._touched(meta, now))
-            ok = yield Apply(old_key, delta, now)
-            if ok and cfg.cookie.max_age is not None and state.token is not None and not state.resend:
+            ok = yield Apply(old_key, replace(delta, meta=self._touched(meta, now)), now)
+            if not ok and state.token is not None and self._renewing:
+                # Renewed away by a concurrent request since this one loaded it: the changes
+                # belong to the renewed session (its metadata is newer: keep it), and the
+                # client is handed the current token, as if it had come with it.
+                moved = yield from self._follow(state.token, now)
+                fields_only = replace(delta, meta=None)
+                if moved is not None and (yield Apply(ids.storage_key(moved), fields_only, now)):
+                    state.token, state.resend = moved, True
+            elif ok and cfg.cookie.max_age is not None and state.token is not None and not state.resend:
                 headers += self._issue(state.token)  # refresh a persistent cookie's age
         if state.resend and state.token is not None:
             headers += self._issue(state.token)  # it came with a renewed-away token
         return headers
+
+    @property
+    def _renewing(self) -> bool:
+        """Periodic renewal with a grace window is on (renewal aliases exist)."""
+        return self.config.rotate_every is not None and self.config.grace > 0
+
+    def _follow(self, token: str, now: float) -> Generator[Op, Any, str | None]:
+        """The token that ``token`` was renewed to within the grace window, or ``None``."""
+        alias: Record | None = yield Load(ids.alias_key(token), now)
+        return None if alias is None else ids.unwrap_token(alias.fields.get("to", ""), token)
 
     def _enforce_cap(
         self, state: RequestState, user_id: str, keep_key: str | None, now: float
@@ -350,12 +378,15 @@ class SessionFlow:
         cap = self.config.max_sessions_per_user
         assert cap is not None
         rows: list[tuple[str, Meta]] = yield ListUser(user_id, now)
-        others = [(k, m) for k, m in rows if k != keep_key]
+        timeouts = self.config.timeouts
+        others = [(k, m) for k, m in rows if k != keep_key and alive(m, now, timeouts)]
         excess = len(others) - cap + 1
         if excess <= 0:
             return False
         if self.config.on_session_limit == "refuse":
-            self._event(state, "refused", None, user_id, now, reason="session_limit", limit=str(cap))
+            # Names the session that tried to sign in (if it had one): it stays as it was.
+            self._event(state, "refused", keep_key, user_id, now, reason="session_limit",
+                        limit=str(cap))
             return True
         for k, _m in sorted(others, key=lambda km: km[1].last_seen)[:excess]:
             if (yield Delete(k)):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from .clock import Timeouts
 from .events import SessionEvent
 from .ids import public_id
 from .records import Delete, ListUser, Meta, Op
@@ -29,6 +30,13 @@ class Device:
     ip: str | None
     user_agent: str  # summarised: "Firefox on Linux"
     current: bool  # the session of the request that asked
+
+
+def alive(meta: Meta, now: float, timeouts: Timeouts) -> bool:
+    """Whether a session is alive at ``now`` under *today's* timeouts (a store only knows the
+    expiry written when the session was last saved, perhaps under longer timeouts)."""
+    return not (now >= meta.expires_at or now >= meta.last_seen + timeouts.idle
+                or now >= meta.created_at + timeouts.absolute)
 
 
 def _dt(ts: float) -> datetime:
@@ -49,11 +57,13 @@ def device(key: str, meta: Meta, secret: bytes, current_key: str | None) -> Devi
 
 
 def list_devices(
-    user_id: str, now: float, secret: bytes, current_key: str | None = None
+    user_id: str, now: float, secret: bytes, current_key: str | None = None,
+    timeouts: Timeouts | None = None,
 ) -> Generator[Op, Any, list[Device]]:
-    """The user's live sessions, most recently used first."""
+    """The user's live sessions (under ``timeouts`` when given), most recently used first."""
     rows: list[tuple[str, Meta]] = yield ListUser(user_id, now)
-    devices = [device(k, m, secret, current_key) for k, m in rows]
+    devices = [device(k, m, secret, current_key) for k, m in rows
+               if m.user_id == user_id and (timeouts is None or alive(m, now, timeouts))]
     devices.sort(key=lambda d: d.last_seen, reverse=True)
     return devices
 
@@ -70,15 +80,29 @@ def revoke(
     """Delete the user's sessions: the one named ``session_id``, or all but ``keep_key``.
 
     Returns one ``revoked`` event per session deleted.
+
+    A session renewed between the listing and its deletion has moved to a new key: the
+    delete misses it. Revoking all (or all others) therefore lists again after such a miss,
+    a few rounds at most, so that "log out everywhere" leaves nothing behind. (A single
+    session named by its public id is not followed: its id changed with the renewal.)
     """
-    rows: list[tuple[str, Meta]] = yield ListUser(user_id, now)
     events: list[SessionEvent] = []
-    for key, _meta in rows:
-        if key == keep_key:
-            continue
-        pid = public_id(key, secret)
-        if session_id is not None and pid != session_id:
-            continue
-        if (yield Delete(key)):
-            events.append(SessionEvent("revoked", now, pid, user_id, {"reason": reason}))
+    for _round in range(_ROUNDS):
+        rows: list[tuple[str, Meta]] = yield ListUser(user_id, now)
+        missed = False
+        for key, meta in rows:
+            if key == keep_key or meta.user_id != user_id:
+                continue
+            pid = public_id(key, secret)
+            if session_id is not None and pid != session_id:
+                continue
+            if (yield Delete(key)):
+                events.append(SessionEvent("revoked", now, pid, user_id, {"reason": reason}))
+            else:
+                missed = True
+        if session_id is not None or not missed:
+            break
     return events
+
+
+_ROUNDS = 3
