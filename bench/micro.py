@@ -1,0 +1,182 @@
+"""In-process cost of each session layer, without a server or a network client in the way.
+
+    bench/.venv/bin/python bench/micro.py            # every variant, µs per request
+    bench/.venv/bin/python bench/micro.py --n 20000 --only starlette
+
+It calls the bench apps (bench/apps) directly, ASGI or WSGI, with a session cookie obtained by
+a first write, and reports the median µs per request over several alternating rounds and the
+added cost over the framework's no-session app. Stores with I/O (Redis, PostgreSQL) include
+their round-trip latency. Each variant runs in its own process, pinned to one core, because
+the apps configure themselves from the environment at import. Set PYTHONPATH to a scratch
+copy of ``src`` to measure a change to sessionkeeper before making it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+APPS = BENCH / "apps"
+
+VARIANTS = [
+    ("flask/none", "flask", "none", None),
+    ("flask/sk-memory", "flask", "sk", "memory://"),
+    ("flask/signed-cookie", "flask", "signed", None),
+    ("starlette/none", "starlette", "none", None),
+    ("starlette/sk-memory", "starlette", "sk", "memory://"),
+    ("starlette/signed-cookie", "starlette", "signed", None),
+    ("flask/sk-redis", "flask", "sk", "redis"),
+    ("flask/flask-session-redis", "flask", "flask-session", None),
+    ("starlette/sk-redis", "starlette", "sk", "redis"),
+    ("starlette/starsessions-redis", "starlette", "starsessions", None),
+]
+
+
+def child(framework: str, workload: str, n: int) -> float:
+    """Run in the variant's process: µs per request, best of a few batches."""
+    sys.path.insert(0, str(APPS))
+    if framework == "flask":
+        from flask_app import app as wsgi_app
+
+        cookie = ""
+
+        def call(path: str) -> None:
+            nonlocal cookie
+            got: list[str] = []
+
+            def start_response(status: str, headers: list[tuple[str, str]], exc: Any = None) -> None:
+                got.extend(v.split(";", 1)[0] for k, v in headers if k.lower() == "set-cookie")
+
+            environ = {
+                "REQUEST_METHOD": "GET",
+                "PATH_INFO": path,
+                "QUERY_STRING": "",
+                "SERVER_NAME": "x",
+                "SERVER_PORT": "80",
+                "wsgi.url_scheme": "http",
+                "SERVER_PROTOCOL": "HTTP/1.1",
+                "HTTP_HOST": "x",
+                "wsgi.input": None,
+                "wsgi.errors": sys.stderr,
+            }
+            if cookie:
+                environ["HTTP_COOKIE"] = cookie
+            for chunk in wsgi_app(environ, start_response):
+                del chunk
+            if got:
+                cookie = got[-1]
+
+        call("/write")
+        path = f"/{workload}"
+        best = float("inf")
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                call(path)
+            best = min(best, (time.perf_counter() - t0) / n * 1e6)
+        return best
+
+    from starlette_app import app as asgi_app
+
+    async def main() -> float:
+        cookie = b""
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def call(path: str) -> None:
+            nonlocal cookie
+            got: list[bytes] = []
+
+            async def send(msg: dict[str, Any]) -> None:
+                if msg["type"] == "http.response.start":
+                    got.extend(v.split(b";", 1)[0] for k, v in msg.get("headers", ()) if k == b"set-cookie")
+
+            headers = [(b"host", b"x")] + ([(b"cookie", cookie)] if cookie else [])
+            scope = {
+                "type": "http",
+                "asgi": {"version": "3.0"},
+                "http_version": "1.1",
+                "method": "GET",
+                "scheme": "http",
+                "path": path,
+                "raw_path": path.encode(),
+                "query_string": b"",
+                "root_path": "",
+                "headers": headers,
+                "client": ("127.0.0.1", 1),
+                "server": ("x", 80),
+            }
+            await asgi_app(scope, receive, send)
+            if got:
+                cookie = got[-1]
+
+        await call("/write")
+        path = f"/{workload}"
+        best = float("inf")
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                await call(path)
+            best = min(best, (time.perf_counter() - t0) / n * 1e6)
+        return best
+
+    return asyncio.run(main())
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--n", type=int, default=5000, help="requests per batch")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--only", action="append", default=[], help="variants whose name contains this")
+    p.add_argument("--redis", default="redis://127.0.0.1:6379/15", help="Redis for the Redis variants")
+    p.add_argument("--child", nargs=2, metavar=("FRAMEWORK", "WORKLOAD"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child[0], args.child[1], args.n)))
+        return
+    chosen = [v for v in VARIANTS if not args.only or any(o in v[0] for o in args.only)]
+    res: dict[tuple[str, str], list[float]] = {}
+    for _ in range(args.rounds):
+        for name, framework, session, store in chosen:
+            for workload in ("read", "write"):
+                url = args.redis if store == "redis" else store or ""
+                env = {**os.environ, "BENCH_SESSION": session, "BENCH_STORE": url, "BENCH_REDIS": args.redis}
+                out = subprocess.run(
+                    [
+                        "taskset",
+                        "-c",
+                        "0",
+                        sys.executable,
+                        __file__,
+                        "--n",
+                        str(args.n),
+                        "--child",
+                        framework,
+                        workload,
+                    ],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                res.setdefault((name, workload), []).append(json.loads(out.stdout))
+    print(f"{'variant':26} {'load':6} {'µs/req':>8} {'added µs':>9}")
+    for (name, workload), xs in res.items():
+        us = statistics.median(xs)
+        base = res.get((name.split("/")[0] + "/none", workload))
+        added = us - statistics.median(base) if base else float("nan")
+        print(f"{name:26} {workload:6} {us:8.1f} {added:9.1f}")
+
+
+if __name__ == "__main__":
+    main()

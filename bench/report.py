@@ -1,0 +1,167 @@
+"""Write docs/performance.md and docs/performance.png from a bench result (bench/results/latest.json).
+
+Run by ``python3 bench/run.py --docs`` inside bench/.venv (matplotlib lives there); it can also
+be run alone: ``bench/.venv/bin/python bench/report.py bench/results/latest.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from run import REPO, Row, counts_table, load_table, lost_table, targets_table
+
+DOC = REPO / "docs" / "performance.md"
+PLOT = REPO / "docs" / "performance.png"
+NOTES = REPO / "bench" / "notes.md"  # hand-written reading of the numbers, appended as is
+
+
+def plot(rows: list[Row], out: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(r.variant for r in rows if r.rps == r.rps))
+    by = {(r.variant, r.workload): r for r in rows}
+    fig, ax = plt.subplots(figsize=(9, 0.42 * len(names) + 1.6))
+    height = 0.38
+    for i, workload in enumerate(("read", "write")):
+        ys = [k + (i - 0.5) * height for k in range(len(names))]
+        vals = [by[(n, workload)].rps if (n, workload) in by else 0 for n in names]
+        colors = [
+            ("#2b6cb0" if "/sk-" in n else "#a0aec0" if n.endswith("/none") else "#dd6b20")
+            if workload == "read"
+            else ("#90cdf4" if "/sk-" in n else "#e2e8f0" if n.endswith("/none") else "#fbd38d")
+            for n in names
+        ]
+        ax.barh(ys, vals, height=height, color=colors, edgecolor="#4a5568", linewidth=0.4)
+        for y, v in zip(ys, vals, strict=True):
+            ax.text(v, y, f" {v:.0f} {workload}", va="center", fontsize=7)
+    ax.set_yticks(range(len(names)))
+    ax.set_yticklabels(names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("requests per second (median of rounds; server pinned to one core)")
+    ax.set_title(title, fontsize=9)
+    ax.margins(x=0.18)
+    fig.text(
+        0.01,
+        0.005,
+        "blue: sessionkeeper; orange: peers; grey: no session. Dark bar: /read, light bar: /write.",
+        fontsize=7,
+    )
+    fig.tight_layout(rect=(0, 0.02, 1, 1))
+    fig.savefig(out, dpi=110)
+
+
+def document(res: dict[str, Any], rows: list[Row]) -> str:
+    m, v, s = res["machine"], res["versions"], res["settings"]
+    vers = ", ".join(f"{k} {val}" for k, val in v.items() if k != "python")
+    unavailable = [f"- `{k}`: {why}" for k, why in res["stores"].items() if why != "ok"]
+    parts = [
+        "# Performance",
+        "",
+        "sessionkeeper side by side with the session libraries people would pick instead, on the same",
+        "servers, the same Redis and the same load, in one run. Everything below the *Method* section is",
+        "written by the harness from its latest run (`bench/results/latest.json`); regenerate it with",
+        "",
+        "```",
+        "python3 bench/run.py --docs            # full run, about 15 minutes",
+        "python3 bench/run.py --quick --docs    # about 4 minutes, noisier",
+        "```",
+        "",
+        "## Method",
+        "",
+        "- **One command** (`bench/run.py`, stdlib only) creates `bench/.venv` with sessionkeeper (editable,",
+        "  with its extras) and the peers from PyPI, starts its own `redis-server` on a free loopback port",
+        "  (so `INFO commandstats` counts only the bench) and a dedicated PostgreSQL database `skbench`.",
+        "- **Servers**: Flask and Django under gunicorn with 1 sync worker (no keep-alive: every request is",
+        "  a new connection); Starlette under uvicorn with 1 worker (uvloop,",
+        "  httptools). Every server is pinned to core 0 with `taskset`; wrk and the bench's Redis share",
+        "  core 1 (a session store normally runs on another machine). PostgreSQL is the shared service.",
+        "- **Load**: `wrk -t8 -c8` with `bench/session.lua`: 8 browsers, one connection and one session",
+        "  each (a wrk thread keeps its own cookie). Each first sends a warm-up request",
+        "  to `/write` (which creates the session and yields its cookie), then sends `/read` (reads one",
+        "  key) or `/write` (increments it) with that cookie, taking every `Set-Cookie` it gets as a",
+        "  browser would (signed-cookie sessions carry their data in it).",
+        "- **Rounds**: all variants run one after the other, read then write, in a rotated order each round;",
+        "  ratios (to the framework's no-session baseline, `x base`, and to the named peer, `x peer`) are",
+        "  computed within a round and the median over rounds is shown. `+µs/req` is the added cost per",
+        "  request over the baseline (1/rate - 1/baseline rate). `spread` is (max - min) / median of the",
+        "  rounds' req/s: the noise of this shared 2-core machine, where other test suites run meanwhile.",
+        "  Compare ratios, not absolute numbers.",
+        "- **Store round trips** are counted by a TCP proxy (`bench/proxy.py`) between the app server and",
+        "  Redis/PostgreSQL, with sequential requests from one client: a round trip is a client burst sent",
+        "  after the server last answered, however many commands it holds. Redis commands come from",
+        "  `INFO commandstats` deltas; PostgreSQL statements from the frontend messages the proxy parses",
+        "  (`Q` simple queries and `E` executes). `untouched` is a request with a session cookie to a view",
+        "  that never touches the session; `new` is a write without a cookie.",
+        "- **Lost updates**: one session, N concurrent requests, each adding its own item to a cart after",
+        f"  {s['lost_delay_ms']} ms of simulated work: naively",
+        "  (`cart = session.get('cart', {}); cart[item] = 1;",
+        "  session['cart'] = cart`) and per key (`session[f'item:{i}'] = 1`). WSGI servers run gunicorn's",
+        "  gthread worker with 64 threads for this test (a sync worker would serialise the requests). A",
+        "  browser keeps the last cookie it is given: for signed cookies the survivor is the last response.",
+        "- No timed assertion anywhere: the harness prints, a person judges.",
+        "",
+        "## Machine and versions",
+        "",
+        f"- {m['nproc']} cores, {m['cpu']}, Linux {m['kernel']}; load average {m['loadavg_start']:.2f}",
+        f"  at the start and {m['loadavg_end']:.2f} at the end (other engineers' test suites share it).",
+        f"- Python {v.get('python')}, {m['wrk']}, Redis {res['redis']}, PostgreSQL {res['postgresql']}.",
+        f"- {vers}.",
+        f"- Run {res['when']}, `{res['command']}`: {s['rounds']} rounds x {s['duration_s']} s per variant",
+        f"  and load, {s['connections']} connections; {res['elapsed_s']} s in all.",
+    ]
+    if unavailable:
+        parts += ["", "Stores not measured in this run:", "", *unavailable]
+    parts += [
+        "",
+        "## Requests per second",
+        "",
+        load_table(rows, markdown=True),
+        "",
+        "![req/s per variant](performance.png)",
+        "",
+        "## Store round trips per request",
+        "",
+        counts_table(res["counts"], markdown=True) if res["counts"] else "(not measured in this run)",
+        "",
+        "## Lost updates",
+        "",
+        lost_table(res["lost"], markdown=True) if res["lost"] else "(not measured in this run)",
+        "",
+        "Only per-key writes are safe under concurrency, and only with a store that applies a request's",
+        "changes as a per-key delta: a naive whole-cart write is last-writer-wins in every library.",
+        "",
+        "## Targets (issue 5)",
+        "",
+        targets_table(res["targets"], markdown=True),
+        "",
+    ]
+    if NOTES.exists():
+        parts += [NOTES.read_text().strip(), ""]
+    return "\n".join(parts)
+
+
+def rows_from(res: dict[str, Any]) -> list[Row]:
+    return [Row(**r) for r in res["rows"]]
+
+
+def main() -> None:
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "bench" / "results" / "latest.json"
+    res = json.loads(path.read_text())
+    rows = rows_from(res)
+    if any(r.rps == r.rps for r in rows):
+        plot(rows, PLOT, f"req/s per variant ({res['when']}, {res['machine']['nproc']} cores)")
+    DOC.parent.mkdir(exist_ok=True)
+    DOC.write_text(document(res, rows))
+    print(f"wrote {DOC.relative_to(REPO)} and {PLOT.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()
