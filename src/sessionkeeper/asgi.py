@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from .core.config import SessionConfig
-from .core.flow import RequestInfo, RequestState, SessionFlow, info_from_headers
+from .core.flow import RequestInfo, RequestState, SessionFlow
 from .core.records import Record
 from .core.session import Session
 from .dispatch import emit_async
@@ -38,30 +38,41 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 
-def request_info(scope: Scope, header_name: str) -> RequestInfo:
-    """What the flow needs from an ASGI scope."""
-    headers: dict[str, str] = {}
+_WANTED = frozenset({b"cookie", b"host", b"user-agent", b"origin", b"sec-fetch-site"})
+
+
+def request_info(scope: Scope, header_name: str, wanted: frozenset[bytes] | None = None) -> RequestInfo:
+    """What the flow needs from an ASGI scope (only the few headers it reads are decoded)."""
+    if wanted is None:
+        wanted = _WANTED | {header_name.lower().encode("latin-1")}
+    found: dict[bytes, str] = {}
     for k, v in scope.get("headers", ()):
         # Servers lowercase header names, but a hand-built scope may not: compare lowercased.
-        name = k.decode("latin-1").lower()
+        name = k.lower()
+        if name not in wanted:
+            continue
         value = v.decode("latin-1")
-        if name in headers:
+        if name in found:
             # HTTP/2 may split cookies over several headers; other repeats join with ","
-            headers[name] += ("; " if name == "cookie" else ",") + value
+            found[name] += ("; " if name == b"cookie" else ",") + value
         else:
-            headers[name] = value
+            found[name] = value
     client = scope.get("client")
-    scheme = str(scope.get("scheme") or "http").replace("ws", "http")
     # A websocket handshake is a GET, but one a cross-site page may open with the user's
     # cookies: the CSRF check treats it as unsafe.
-    method = str(scope.get("method") or "GET") if scope.get("type") != "websocket" else "WEBSOCKET"
-    return info_from_headers(
-        method,
-        headers,
+    websocket = scope.get("type") == "websocket"
+    get = found.get
+    return RequestInfo(
+        method="WEBSOCKET" if websocket else str(scope.get("method") or "GET").upper(),
+        cookie=get(b"cookie"),
+        header_token=get(header_name.lower().encode("latin-1")),
         query=bytes(scope.get("query_string") or b"").decode("latin-1"),
         ip=str(client[0]) if client else None,
-        scheme=scheme,
-        header_name=header_name,
+        user_agent=get(b"user-agent"),
+        origin=get(b"origin"),
+        sec_fetch_site=get(b"sec-fetch-site"),
+        host=get(b"host"),
+        scheme=str(scope.get("scheme") or "http").replace("ws", "http"),
     )
 
 
@@ -79,13 +90,14 @@ class SessionMiddleware:
         self.store = store
         self.config = SessionConfig.from_options(config, **options)
         self.flow = SessionFlow(self.config)
+        self._wanted = _WANTED | {self.config.header_name.lower().encode("latin-1")}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         flow = self.flow
-        state = flow.begin(request_info(scope, self.config.header_name))
+        state = flow.begin(request_info(scope, self.config.header_name, self._wanted))
         try:
             if state.csrf_failed:
                 await self._refuse(scope, send)

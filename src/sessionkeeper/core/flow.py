@@ -56,7 +56,13 @@ class RequestInfo:
     user_agent: str | None = None
     origin: str | None = None
     sec_fetch_site: str | None = None
-    own_origin: str | None = None  # "scheme://host[:port]" of this request
+    host: str | None = None  # the Host header
+    scheme: str = "http"
+
+    @property
+    def own_origin(self) -> str | None:
+        """``scheme://host[:port]`` of this request (what a same-origin ``Origin`` says)."""
+        return None if self.host is None else f"{self.scheme}://{self.host}".lower()
 
     @property
     def client(self) -> Client:
@@ -74,6 +80,7 @@ class RequestState:
     renew: bool = False  # periodic renewal due (rotation with a grace window)
     rotate_now: bool = False  # rotation demanded by the anomaly policy (no grace)
     force_write: bool = False  # metadata changed by policy: save even if the app did not
+    key: str | None = None  # storage key of the loaded session (saves hashing the token twice)
     events: list[SessionEvent] = field(default_factory=list)
 
     def take_events(self) -> list[SessionEvent]:
@@ -176,6 +183,7 @@ class SessionFlow:
                 record = yield Load(key, now)
                 if record is not None:
                     state.token, state.resend = new, True
+        state.key = key
         if record is None:
             self._probe(state, now)
             return None
@@ -243,8 +251,8 @@ class SessionFlow:
 
     def _identify(self, state: RequestState, session: Session, record: Record | None) -> None:
         if record is not None and state.token is not None:
-            session.storage_key = ids.storage_key(state.token)
-            session.public_id = ids.public_id(session.storage_key, self.secret)
+            session.storage_key = state.key if state.key is not None else ids.storage_key(state.token)
+            session.id_secret = self.secret  # public_id is computed only if asked for
 
     def _url_token(self, state: RequestState, session: Session) -> str | None:
         if session.record is not None and not (session.destroyed or session.rotate or state.renew
@@ -484,7 +492,8 @@ def info_from_headers(
         user_agent=headers.get("user-agent"),
         origin=headers.get("origin"),
         sec_fetch_site=headers.get("sec-fetch-site"),
-        own_origin=None if host is None else f"{scheme}://{host}".lower(),
+        host=host,
+        scheme=scheme,
     )
 
 

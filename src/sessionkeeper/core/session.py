@@ -70,7 +70,7 @@ class Session(MutableMapping[str, Any]):
         self._orig: Mapping[str, str] = {}
         self._data: dict[str, Any] = {}
         self._dirty: dict[str, str] = {}  # key -> encoding of the value assigned
-        self._size = 0
+        self._size: int | None = 0
         self.accessed = False  # read at all (the response then needs "Vary: Cookie")
         # lifecycle intents
         self.rotate = False
@@ -80,7 +80,7 @@ class Session(MutableMapping[str, Any]):
         self.destroyed_user: str | None = None  # who was signed in when destroy() was called
         # Set by the request flow once known. Never shown to users: public_id names a session.
         self.storage_key: str | None = None
-        self.public_id: str | None = None
+        self.id_secret: bytes | None = None
         self.next_token: str | None = None  # pre-issued token (URL transport), used on save
         self.token_issuer: Callable[[], str | None] | None = None
         if loader is None:
@@ -94,7 +94,7 @@ class Session(MutableMapping[str, Any]):
         if record is not None:
             self._orig = record.fields
             self._data = {k: _Raw(v) for k, v in record.fields.items()}
-            self._size = codec.encoded_size(dict(record.fields))
+            self._size = None  # measured on the first change: a read-only request never needs it
 
     def _load(self) -> None:
         self.accessed = True
@@ -123,7 +123,7 @@ class Session(MutableMapping[str, Any]):
             except ValueError:
                 # The key is then saved as deleted (if the request saves at all).
                 log.warning("dropping corrupt session value %r", key)
-                self._size -= self._len_of(key)
+                self._size = self._sized() - self._len_of(key)
                 del self._data[key]
                 raise KeyError(key) from None
             self._data[key] = value
@@ -139,12 +139,17 @@ class Session(MutableMapping[str, Any]):
                 raise SessionEncodeError(key, "the key holds a lone surrogate (not valid UTF-8)") from None
         self._load()
         text = codec.encode(key, value)
-        size = self._size - self._len_of(key) + len(key.encode()) + len(text.encode())
+        size = self._sized() - self._len_of(key) + len(key.encode()) + len(text.encode())
         if size > self._max_size:
             raise SessionTooLarge(size, self._max_size)
         self._size = size
         self._data[key] = value
         self._dirty[key] = text
+
+    def _sized(self) -> int:
+        if self._size is None:
+            self._size = codec.encoded_size(dict(self._orig))
+        return self._size
 
     def _len_of(self, key: str) -> int:
         # Size estimate of the key's current value: exact for raw and assigned values, the
@@ -156,7 +161,7 @@ class Session(MutableMapping[str, Any]):
 
     def __delitem__(self, key: str) -> None:
         self._load()
-        self._size -= self._len_of(key)
+        self._size = self._sized() - self._len_of(key)
         del self._data[key]
         self._dirty.pop(key, None)
 
@@ -296,6 +301,13 @@ class Session(MutableMapping[str, Any]):
         call :meth:`reauthenticate`."""
         age = self.auth_age
         return age is not None and age <= max_age
+
+    @property
+    def public_id(self) -> str | None:
+        """A short keyed hash naming this session in events and device lists (never a token)."""
+        if self.storage_key is None or self.id_secret is None:
+            return None
+        return ids.public_id(self.storage_key, self.id_secret)
 
     # ---- CSRF ---------------------------------------------------------------------------
 

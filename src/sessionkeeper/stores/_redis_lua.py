@@ -11,9 +11,16 @@ key the Cluster hash tag, so everything about one session lives in one slot):
 A session is *live* while ``e`` is present and ``e > now``. Two other shapes share the key
 space and are never live because they have no ``e``:
 
-    tombstone  ``t`` = the storage key it was renamed to, ``te`` = its old ``e``, plus the old
-               fields; short-lived (see the Cluster rename in ``_redis_plan``)
-    marker     ``d`` = 1: a Delete killed a rename in flight; blocks that rename's step 2
+    tombstone  ``t`` = the storage key it was renamed to, ``te`` = its old ``e``, ``tm`` = 1
+               if the rename brings its own meta, plus the old fields; short-lived (see
+               the Cluster rename in ``_redis_plan``)
+    marker     ``d`` = 1: a Delete killed a rename in flight (blocks that rename's step 2),
+               or deleted a session whose predecessor's tombstone may still lead to it
+
+A Cluster rename's step 2 also writes ``o`` (the storage key the session moved from) and
+``od`` (that move's deadline, server ms) into the new session: an Apply following a
+tombstone only writes into the session that came from it, and a Delete of a session that
+a tombstone may still lead to leaves a marker (so the follower learns it is gone).
 
 User index: a sorted set at ``<prefix>u:{<sha256 of user id>}``; members are storage keys,
 scores the (caller-clock) time each was added, which lets a Cluster's self-healing read leave
@@ -29,7 +36,8 @@ Write scripts share one argument layout (``WRITE_HEADER`` values, then the field
     ARGV[7]  index score              ARGV[8]  PEXPIREAT of the index, ms (extend only)
     ARGV[9]  '1' = the script maintains user indexes itself (single server: index keys are
              on the same server; in a Cluster they are in other slots, so Python does it)
-    ARGV[10] script specific (Rename: the old storage key; Create: deadline ms or '')
+    ARGV[10] script specific (Rename: the old storage key; Create: deadline ms or '';
+             Apply: '' or, following a Cluster rename, the key it moved from: see ``o``)
     ARGV[11] number of fields to delete, then those ``f:`` names, then ``f:`` name/value pairs
 
 On a single server the scripts read the old index name from ``x`` and ZREM from it, a key
@@ -123,9 +131,20 @@ return {1}
 """)
 
 APPLY = Script("apply", _WRITE + """
--- KEYS[1] session [, KEYS[2] index of the new meta's user]. -> {0} | {1, index before}
-local e = redis.call('HGET', KEYS[1], 'e')
-if not e or tonumber(e) <= tonumber(ARGV[1]) then return {0} end
+-- KEYS[1] session [, KEYS[2] index of the new meta's user].
+-- -> {1, index before}: written
+--    {0}: dead at now (expired, or a marker: deleted while or after it moved)
+--    {2, successor key, '1' if the move brings its own meta}: a live tombstone (Cluster)
+--    {3}: nothing here (yet), or, with ARGV[10], not the session that moved from there
+local h = redis.call('HMGET', KEYS[1], 'e', 't', 'te', 'tm', 'd', 'o')
+if h[5] then return {0} end
+if ARGV[10] ~= '' and h[6] ~= ARGV[10] then return {3} end
+if not h[1] then
+  if not h[2] then return {3} end
+  if tonumber(h[3]) <= tonumber(ARGV[1]) then return {0} end
+  return {2, h[2], h[4] or ''}
+end
+if tonumber(h[1]) <= tonumber(ARGV[1]) then return {0} end
 patch(KEYS[1])
 local oldx, newx = set_meta(KEYS[1])
 if ARGV[9] == '1' then
@@ -155,7 +174,8 @@ return {1}
 """)
 
 DETACH = Script("detach", """
--- Cluster rename, step 1, on the old slot. KEYS[1] old; ARGV now, new storage key, ttl ms.
+-- Cluster rename, step 1, on the old slot. KEYS[1] old; ARGV now, new storage key, ttl ms,
+-- '1' if the rename brings its own meta (else '').
 -- Atomically turn a live session into a tombstone naming its successor.
 -- -> {0} | {1, all fields of the old hash, server seconds, server microseconds}
 local e = redis.call('HGET', KEYS[1], 'e')
@@ -163,6 +183,7 @@ if not e or tonumber(e) <= tonumber(ARGV[1]) then return {0} end
 local data = redis.call('HGETALL', KEYS[1])
 redis.call('HDEL', KEYS[1], 'e')
 redis.call('HSET', KEYS[1], 't', ARGV[2], 'te', e)
+if ARGV[4] == '1' then redis.call('HSET', KEYS[1], 'tm', '1') end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 local t = redis.call('TIME')
 return {1, data, t[1], t[2]}
@@ -173,18 +194,29 @@ RESTORE = Script("restore", """
 -- Only the tombstone this rename made is turned back; anything else is left alone.
 if redis.call('HGET', KEYS[1], 't') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'e', redis.call('HGET', KEYS[1], 'te'))
-redis.call('HDEL', KEYS[1], 't', 'te')
+redis.call('HDEL', KEYS[1], 't', 'te', 'tm')
 redis.call('PEXPIREAT', KEYS[1], ARGV[2])
 return 1
 """)
 
 DROP = Script("drop", """
 -- Delete (ARGV[3] = '') or purge (ARGV[3] = now: only if expired). KEYS[1] session;
--- ARGV local, storage key, now. -> {0} | {1, index to clean ('' if done)} | {2, target}
-local h = redis.call('HMGET', KEYS[1], 'e', 't', 'x')
+-- ARGV local, storage key, now, marker slack ms (Cluster: the rename ttl).
+-- -> {0} | {1, index to clean ('' if done)} | {2, target}
+local h = redis.call('HMGET', KEYS[1], 'e', 't', 'x', 'od')
 if h[1] then
   if ARGV[3] ~= '' and tonumber(h[1]) > tonumber(ARGV[3]) then return {0} end
   redis.call('DEL', KEYS[1])
+  if h[4] then
+    -- Moved here moments ago: its predecessor's tombstone may still lead here. A marker
+    -- (until that tombstone is surely gone) tells an Apply following it: deleted, not late.
+    local t = redis.call('TIME')
+    local left = tonumber(h[4]) - (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+    if left > 0 then
+      redis.call('HSET', KEYS[1], 'd', '1')
+      redis.call('PEXPIRE', KEYS[1], left + tonumber(ARGV[4]))
+    end
+  end
   local x = h[3] or ''
   if x ~= '' and ARGV[1] == '1' then
     redis.call('ZREM', x, ARGV[2])

@@ -6,6 +6,7 @@ client; they are the only code that differs between the sync and async faces.
 Round trips per operation (single server): Load 1, Create 1, Apply 1, Rename 1, Delete 1,
 ListUser 2-3 (index, the sessions' metas as one pipeline, and a heal if members were stale).
 A script whose SHA the server has not cached (restart, SCRIPT FLUSH) costs one more, once.
+A plan may also yield :class:`Pause` (Cluster only: an Apply waiting for a rename to land).
 
 Cluster
 =======
@@ -29,8 +30,10 @@ Why it is safe:
 - Never two live copies: a tombstone is not live (no ``e``), and step 2 only writes after
   step 1 succeeded. If step 2 fails with an unknown outcome (timeout), nothing is undone:
   restoring could make a second copy. The user loses the session; never gains a twin.
-- A concurrent Apply to the old key after step 1 fails: it needs ``e``. A second Rename of
-  the same old key fails the same way, so two regenerates cannot fork a session.
+- A second Rename of the same old key after step 1 fails: it needs ``e``, so two regenerates
+  cannot fork a session.
+- Apply and Load meeting a tombstone (see "Racing a rename" below) never write anything but
+  a live session that carries ``o`` = the tombstone's key: they cannot resurrect or fork.
 - Delete racing a rename. Delete of the old key finds either the live session (before step 1:
   deleted; step 1 then fails and the rename returns False), or a tombstone. For a tombstone
   Delete runs KILL on the target: it deletes whatever is there and leaves a *marker*
@@ -42,16 +45,39 @@ Why it is safe:
 - Step 2 refused (key taken, marker, deadline): RESTORE turns the tombstone back, but only
   if the old key still holds this rename's tombstone. A Delete that raced it deletes the old
   key unconditionally as its last step, so a restore cannot outlive that Delete.
+
+Racing a rename
+---------------
+A single server renames atomically: a concurrent Apply or Load of the old key lands wholly
+before the move (and the move carries it) or wholly after (it fails; the request flow then
+follows its renewal alias to the new key). The Cluster keeps that promise around the gap
+between the steps, taking step 2 as the moment of the move. Step 2 writes ``o`` (the old
+key) and ``od`` (the deadline) into the new session, so whoever meets a tombstone can tell
+"moved" (the target carries ``o`` = this key, or is a marker) from "moving" (it does not):
+
+- Load: moved -> ``None``, as after an atomic rename. Moving -> the session as it was when
+  the move began (the tombstone keeps it): the Load lands before the move. One more round
+  trip (HMGET of the target), only when there is a tombstone.
+- Apply: moved -> False. Moving -> the Apply lands before the move: once step 2 is there,
+  it applies its delta to the new session (the fields only if the rename brought its own
+  meta, which would have overwritten this one), retrying with short pauses, at most
+  ``Layout.move_wait`` seconds in all. Each retry also looks at the old key: a refused step 2
+  restores it, and the delta then lands there. A marker means a Delete won: False. Still no
+  step 2 after the wait (a stalled or dead renamer): :class:`StoreUnavailable`, nothing written.
+- A Delete of a session that moved here before ``od`` leaves a marker until the old tombstone
+  is surely gone, so a late follower learns "deleted" instead of waiting for a step 2.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
 import math
+import time
 from collections.abc import Awaitable, Callable, Collection, Generator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeAlias, TypeVar
 
 from redis.exceptions import (
@@ -94,9 +120,18 @@ class Nodes:
     """-> the primaries to SCAN: ``[None]`` for a single server, Cluster nodes otherwise."""
 
 
-Request: TypeAlias = Send | Nodes
-Plan: TypeAlias = Generator[Request, Any, T]
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """-> ``None`` after ``seconds``: the drivers sleep (sync) or ``asyncio.sleep`` (async)."""
+
+    seconds: float
+
+
+Request: TypeAlias = Send | Nodes  # what the client I/O performs
+Step: TypeAlias = Send | Nodes | Pause  # what a plan yields
+Plan: TypeAlias = Generator[Step, Any, T]
 REDIS_ERRORS = (RedisError, RedisClusterException)
+MAX_HOPS = 4  # renames of one session an Apply follows while it waits (a chain of moves)
 
 
 def translate(exc: BaseException) -> StoreError:
@@ -120,6 +155,10 @@ def drive_sync(plan: Plan[T], io: Callable[[Request], Any]) -> T:
     try:
         request = next(plan)
         while True:
+            if isinstance(request, Pause):
+                time.sleep(request.seconds)
+                request = plan.send(None)
+                continue
             try:
                 reply = io(request)
             except REDIS_ERRORS as exc:
@@ -137,6 +176,10 @@ async def drive_async(plan: Plan[T], io: Callable[[Request], Awaitable[Any]]) ->
     try:
         request = next(plan)
         while True:
+            if isinstance(request, Pause):
+                await asyncio.sleep(request.seconds)
+                request = plan.send(None)
+                continue
             try:
                 reply = await io(request)
             except REDIS_ERRORS as exc:
@@ -206,6 +249,12 @@ def parse_hash(data: Mapping[bytes, bytes], now: float) -> tuple[Record, bytes] 
     return Record(fields, meta), data.get(b"x", b"")
 
 
+def _carried(delta: Delta, own_meta: bytes) -> Delta:
+    """What of an Apply a rename carries to its new key: all of it, or, if the rename brought
+    its own meta (which would overwrite this one), the fields only."""
+    return replace(delta, meta=None) if own_meta == b"1" else delta
+
+
 def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
     return dict(zip(flat[0::2], flat[1::2], strict=True))
 
@@ -228,6 +277,18 @@ class Layout:
     cluster: bool
     rename_ttl: float = 30.0  # seconds a Cluster rename's tombstone lives
     index_grace: float = 60.0  # Cluster: age before a member with no session may be dropped
+    move_wait: float = 0.25  # Cluster: seconds an Apply waits for a rename's step 2 at most
+
+    def pauses(self) -> list[float]:
+        """The waits of an Apply following a rename: 1 ms, doubling, capped at 50 ms, in all
+        ``move_wait`` seconds (no longer than a step 2 may still come: ``rename_ttl``)."""
+        out: list[float] = []
+        left, step = min(self.move_wait, self.rename_ttl), 0.001
+        while left > 1e-6:
+            out.append(min(step, left))
+            left -= out[-1]
+            step = min(2 * step, 0.05)
+        return out
 
     def session(self, key: str) -> bytes:
         return _b(f"{self.prefix}{{{key}}}")
@@ -247,6 +308,7 @@ class RedisPlans:
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
         self.local = b"0" if layout.cluster else b"1"
+        self._slack = _ms(layout.rename_ttl)  # how long a Delete's marker outlives ``od``
 
     # -- helpers --
 
@@ -312,7 +374,21 @@ class RedisPlans:
             return None
         data = yield from self.command("HGETALL", self.layout.session(key))
         found = parse_hash(data, now)
+        if found is None and self.layout.cluster and b"t" in data and b"e" not in data:
+            # A tombstone: a rename is moving this session (Load lands before the move: the
+            # session as it was), or has moved it (the old key is dead). See "Racing a rename".
+            te = data.get(b"te")
+            if te is not None and not (yield from self._moved(key, _s(data[b"t"]))):
+                found = parse_hash({**data, b"e": te}, now)
         return None if found is None else found[0]
+
+    def _moved(self, key: str, target: str) -> Plan[bool]:
+        """Whether the rename of ``key`` to ``target`` has made step 2 (or a Delete killed it):
+        the target holds the session that came from ``key``, or a marker."""
+        if not ids.is_valid_key(target):
+            return True  # not a tombstone this store wrote: nothing to wait for
+        d, o = yield from self.command("HMGET", self.layout.session(target), b"d", b"o")
+        return d is not None or o == _b(key)
 
     def create(self, key: str, record: Record) -> Plan[bool]:
         if not ids.is_valid_key(key):
@@ -331,21 +407,66 @@ class RedisPlans:
     def apply(self, key: str, delta: Delta, now: float) -> Plan[bool]:
         if not ids.is_valid_key(key):
             return False
+        reply = yield from self._apply_at(key, delta, now)
+        if reply[0] == 1:
+            return True
+        if reply[0] == 2 and self.layout.cluster:
+            return (yield from self._follow(key, delta, now, reply))
+        return False
+
+    def _apply_at(self, key: str, delta: Delta, now: float, origin: str = "") -> Plan[list[Any]]:
+        """One APPLY (and the index upkeep after a write): the script's reply."""
         x = self._index_of(delta.meta)
         keys = [self.layout.session(key)]
         if x and not self.layout.cluster:
             keys.append(x)
-        header = self._header(now=now, member=key, meta=delta.meta, x=x, score=now)
-        reply = yield from self.script(lua.APPLY, keys, header + _field_args(delta.delete, delta.set))
-        if reply[0] != 1:
-            return False
-        old_x = reply[1]
-        if self.layout.cluster and delta.meta is not None and old_x != x:
-            if x:
-                yield from self.soft(self._enlist(x, key, now, delta.meta))
-            if old_x:
-                yield from self.soft(self.command("ZREM", old_x, key))
-        return True
+        header = self._header(now=now, member=key, meta=delta.meta, x=x, score=now, extra=origin)
+        reply: list[Any] = yield from self.script(
+            lua.APPLY, keys, header + _field_args(delta.delete, delta.set)
+        )
+        if reply[0] == 1:
+            old_x = reply[1]
+            if self.layout.cluster and delta.meta is not None and old_x != x:
+                if x:
+                    yield from self.soft(self._enlist(x, key, now, delta.meta))
+                if old_x:
+                    yield from self.soft(self.command("ZREM", old_x, key))
+        return reply
+
+    def _follow(self, key: str, delta: Delta, now: float, tomb: list[Any]) -> Plan[bool]:
+        """Apply met a rename's tombstone at ``key`` (Cluster): see "Racing a rename"."""
+        target = _s(tomb[1])
+        if (yield from self._moved(key, target)):
+            return False  # moved before this Apply came: the old key is dead
+        # Moving: this Apply lands before the move, i.e. in the session step 2 creates.
+        src, src_delta, src_origin = key, delta, ""
+        dst_delta = _carried(delta, tomb[2])
+        hops = 0
+        for pause in self.layout.pauses():
+            yield Pause(pause)
+            while True:
+                reply = yield from self._apply_at(target, dst_delta, now, src)
+                if reply[0] != 2:
+                    break
+                hops += 1  # it moved on again meanwhile: follow the chain
+                if hops > MAX_HOPS or not ids.is_valid_key(_s(reply[1])):
+                    return False
+                src, src_delta, src_origin = target, dst_delta, src
+                target, dst_delta = _s(reply[1]), _carried(dst_delta, reply[2])
+            if reply[0] != 3:
+                return bool(reply[0] == 1)  # written, or dead (expired, deleted)
+            # Not there yet. Step 2 refused and the old key turned back? Then it lands there.
+            reply = yield from self._apply_at(src, src_delta, now, src_origin)
+            if reply[0] != 2:
+                return bool(reply[0] == 1)
+            if _s(reply[1]) != target:  # turned back, then moving elsewhere
+                target, dst_delta = _s(reply[1]), _carried(src_delta, reply[2])
+                if not ids.is_valid_key(target):
+                    return False
+        raise StoreUnavailable(
+            f"a rename of this session did not finish within {self.layout.move_wait:g}s; "
+            "the change was not written"
+        )
 
     def rename(self, old: str, new: str, delta: Delta, now: float) -> Plan[bool]:
         if not (ids.is_valid_key(old) and ids.is_valid_key(new)) or old == new:
@@ -361,7 +482,8 @@ class RedisPlans:
     def _cluster_rename(self, old: str, new: str, delta: Delta, now: float) -> Plan[bool]:
         ttl_ms = _ms(self.layout.rename_ttl)
         old_k = self.layout.session(old)
-        got = yield from self.script(lua.DETACH, [old_k], [_num(now), new, ttl_ms])
+        own_meta = b"1" if delta.meta is not None else b""
+        got = yield from self.script(lua.DETACH, [old_k], [_num(now), new, ttl_ms, own_meta])
         if got[0] != 1:
             return False
         data = _pairs(got[1])
@@ -382,8 +504,10 @@ class RedisPlans:
             yield from self.soft(undo)  # step 2 was never sent: undoing cannot make a twin
             raise
         header = self._header(now=None, member=new, meta=meta, x=x, score=now, extra=deadline)
+        # Besides the fields: where it came from, and until when a tombstone may lead here.
+        origin: list[Arg] = [b"o", old, b"od", deadline]
         reply = yield from self.script(
-            lua.CREATE, [self.layout.session(new)], header + _field_args(frozenset(), fields)
+            lua.CREATE, [self.layout.session(new)], header + _field_args(frozenset(), fields) + origin
         )
         if reply[0] != 1:
             yield from self.soft(undo)
@@ -396,7 +520,7 @@ class RedisPlans:
         if not ids.is_valid_key(key):
             return False
         k = self.layout.session(key)
-        reply = yield from self.script(lua.DROP, [k], [self.local, key, b""])
+        reply = yield from self.script(lua.DROP, [k], [self.local, key, b"", self._slack])
         if reply[0] == 1:
             if reply[1]:
                 yield from self.soft(self.command("ZREM", reply[1], key))
@@ -466,7 +590,8 @@ class RedisPlans:
             prefix_len = len(self.layout.session("")) - 1
             members = [_s(k[prefix_len:-1]) for k in keys]
             replies = yield from self.scripts(
-                [(lua.DROP, [k], [self.local, m, _num(now)]) for k, m in zip(keys, members, strict=True)]
+                [(lua.DROP, [k], [self.local, m, _num(now), self._slack])
+                 for k, m in zip(keys, members, strict=True)]
             )
             cleanup: list[tuple[Arg, ...]] = [
                 ("ZREM", r[1], m) for r, m in zip(replies, members, strict=True) if r[0] == 1 and r[1]

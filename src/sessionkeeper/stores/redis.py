@@ -69,6 +69,7 @@ _OPTIONS: dict[str, Callable[[Any], Any]] = {
     "sentinel_password": str,
     "rename_ttl": float,
     "index_grace": float,
+    "move_wait": float,
 }
 
 
@@ -124,6 +125,10 @@ class RedisStore(Store):
     ``rename_ttl`` (30.0), ``index_grace`` (60.0)
         Cluster only: how long a renamed session's tombstone lives, and how old an index
         member with no session must be before a read drops it (see ``_redis_plan``).
+    ``move_wait`` (0.25)
+        Cluster only: how long an Apply that meets a session half-way through a rename waits
+        for the move to land (then its change goes to the new key) before it gives up with
+        :class:`StoreUnavailable`, having written nothing.
 
     Behaviour:
 
@@ -135,6 +140,8 @@ class RedisStore(Store):
       retried: a write whose reply was lost cannot safely be sent twice. In a Cluster a user's
       index is in another slot, so a write that changes it costs one more command, and Rename
       is a two-step move (3-4 commands) that never leaves two live copies (see ``_redis_plan``).
+      A Load or Apply meeting a move half-way costs 1-2 more commands (an Apply may wait for
+      the move, up to ``move_wait``), and behaves as on a single server, where Rename is atomic.
     - ``Purge`` and ``Count`` SCAN every primary for the prefix: O(number of keys), for admin
       tools, not requests. Redis expires sessions by itself, so ``Purge`` only finds sessions
       expired by the caller's clock but not yet by Redis's.
@@ -171,6 +178,7 @@ class RedisStore(Store):
         sentinel_password: str | None = None,
         rename_ttl: float = 30.0,
         index_grace: float = 60.0,
+        move_wait: float = 0.25,
     ) -> None:
         if not hosts:
             raise ConfigError("a redis store needs at least one host")
@@ -186,8 +194,8 @@ class RedisStore(Store):
             raise ConfigError("timeouts must be positive")
         if max_connections < 1:
             raise ConfigError("max_connections must be at least 1")
-        if not (rename_ttl > 0 and index_grace >= 0):
-            raise ConfigError("rename_ttl must be positive and index_grace not negative")
+        if not (rename_ttl > 0 and index_grace >= 0 and move_wait >= 0):
+            raise ConfigError("rename_ttl must be positive, index_grace and move_wait not negative")
         self.kind: Kind = kind
         self.hosts = list(hosts)
         self.db = db
@@ -223,7 +231,8 @@ class RedisStore(Store):
                 ssl_check_hostname=(ssl_cert_reqs != "none" if ssl_check_hostname is None
                                     else ssl_check_hostname),
             )
-        layout = Layout(prefix, cluster=kind == "cluster", rename_ttl=rename_ttl, index_grace=index_grace)
+        layout = Layout(prefix, cluster=kind == "cluster", rename_ttl=rename_ttl, index_grace=index_grace,
+                        move_wait=move_wait)
         self.plans = RedisPlans(layout)
         self._lock = threading.Lock()
         self._sync: Any = None
