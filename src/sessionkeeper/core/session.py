@@ -210,18 +210,22 @@ class Session(MutableMapping[str, Any]):
         """The field changes since loading, as a :class:`Delta` carrying ``meta``."""
         orig = self._orig
         changed: dict[str, str] = {}
+        reencoded = False
         for key, value in self._data.items():
             if type(value) is _Raw:
                 continue
             text = self._dirty.get(key)
             if type(value) not in _IMMUTABLE:
                 text = codec.encode(key, value)  # may have changed in place since
+                reencoded = True
             elif text is None:
                 continue  # read, and cannot have changed in place
             if orig.get(key) != text:
                 changed[key] = text
         deleted = frozenset(k for k in orig if k not in self._data)
-        if changed:
+        # Assignments keep the size exact as they go; only values changed in place since
+        # (a list appended to) need the whole session measured again.
+        if changed and reencoded:
             kept = {k: v for k, v in orig.items() if k in self._data}
             size = codec.encoded_size({**kept, **changed})
             if size > self._max_size:
