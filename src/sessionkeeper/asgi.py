@@ -2,10 +2,15 @@
 ``request.session`` work unchanged.
 
 ASGI apps read ``request.session`` synchronously, so a session cannot be fetched lazily from
-an async store on first access without blocking the event loop. This middleware therefore
-loads the session when the request *carries a well-formed session cookie*; a request with no
+an async store on first access without blocking the event loop. By default this middleware
+therefore loads the session when the request *carries a well-formed session cookie*; a request with no
 cookie (or a malformed one) costs no store call, and a loaded session the app never uses is
 neither written nor touched.
+
+With ``lazy_load=True`` it instead loads on first access through the store's *sync* face, in
+the event loop's thread: a request that never touches the session costs no store call, and one
+that does blocks the loop for that one round trip (negligible for the memory, SQLite and file
+stores; one network round trip for Redis or PostgreSQL). The save is async either way.
 
 The save happens when the app starts its response, so the ``Set-Cookie`` header can still be
 added. An app that raises (or answers 5xx) before that saves nothing. An app that raises
@@ -25,7 +30,7 @@ from .core.flow import RequestInfo, RequestState, SessionFlow
 from .core.records import Record
 from .core.session import Session
 from .dispatch import emit_async
-from .drivers import run_async
+from .drivers import run_async, run_sync
 from .errors import StoreUnavailable
 from .responses import CSRF_REFUSED, UNAVAILABLE
 from .stores.base import Store
@@ -102,14 +107,19 @@ class SessionMiddleware:
             if state.csrf_failed:
                 await self._refuse(scope, send)
                 return
-            record: Record | None = None
-            try:
-                if state.token is not None:
-                    record = await run_async(flow.load(state), self.store)
-            except StoreUnavailable:
-                await self._unavailable(scope, send)
-                return
-            session: Session = flow.open(state, record)
+            session: Session
+            if self.config.lazy_load and scope["type"] == "http":
+                store = self.store
+                session = flow.open(state, run=lambda gen: run_sync(gen, store))
+            else:
+                record: Record | None = None
+                try:
+                    if state.token is not None:
+                        record = await run_async(flow.load(state), self.store)
+                except StoreUnavailable:
+                    await self._unavailable(scope, send)
+                    return
+                session = flow.open(state, record)
             scope["session"] = session
             if scope["type"] == "websocket":
                 await self.app(scope, receive, send)

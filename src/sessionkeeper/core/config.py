@@ -54,6 +54,7 @@ class SessionConfig:
     unavailable_status: int = 503
     clock: Clock = system_clock
     token_factory: Callable[[], str] = ids.new_token
+    lazy_load: bool = False  # ASGI: load on first access (sync store call) instead of eagerly
     # --- transports: only the configured one is accepted ---
     transport: Transport = "cookie"
     header_name: str = "X-Session-Token"
