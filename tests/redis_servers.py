@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import redis
+import redis.retry
+from redis.backoff import NoBackoff
 
 from tests.conftest import free_port
 
@@ -72,7 +74,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def client(self, **kw: object) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5, **kw)  # type: ignore[arg-type]
+        return redis.Redis(host="127.0.0.1", port=self.port, **{"socket_timeout": 5, **kw})  # type: ignore[arg-type]
 
     def start(self) -> RedisServer:
         if self.sentinel:
@@ -89,9 +91,19 @@ class RedisServer:
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
                                      preexec_fn=_die_with_parent)
         log.close()
-        probe = self.client(socket_connect_timeout=1, password=self.password)
+        # short and never retried: each look is bounded, so a server that died is seen at once
+        probe = self.client(socket_connect_timeout=1, socket_timeout=1, password=self.password,
+                            retry=redis.retry.Retry(NoBackoff(), 0))
+
+        def up() -> bool:
+            proc = self.proc
+            if proc is not None and proc.poll() is not None:  # e.g. its port was taken meanwhile
+                tail = (self.dir / "server.log").read_text(errors="replace").strip().splitlines()[-1:]
+                raise RuntimeError(f"redis-server on port {self.port} exited ({proc.returncode}): {tail}")
+            return bool(probe.ping())
+
         try:
-            _wait(f"redis-server on port {self.port}", probe.ping)
+            _wait(f"redis-server on port {self.port}", up)
         except BaseException:
             self.kill()
             raise
@@ -232,19 +244,24 @@ def shared_cluster() -> Cluster:
     Raises ``RuntimeError`` if it cannot be started (the caller turns that into a skip, or a
     failure under CI). A failed start is remembered, so later tests do not retry it.
     """
-    got = _shared.get("cluster")
+    got: Cluster | BaseException | None = _shared.get("cluster")
     if got is None:
         if not have_redis_server():
             got = RuntimeError("redis-server is not on PATH")
         else:
             workdir = Path(tempfile.mkdtemp(prefix="sk-cluster-"))
-            try:
-                got = Cluster(workdir).start()
-            except (RuntimeError, OSError, redis.RedisError) as exc:
-                got = RuntimeError(f"could not start a redis cluster: {exc}")
-            else:
-                atexit.register(stop_shared)
             atexit.register(shutil.rmtree, workdir, True)
+            # A free port can be taken by another process before redis-server binds it: try
+            # again on fresh ports (a server that exits at start fails fast, see start()).
+            for attempt in range(3):
+                try:
+                    got = Cluster(workdir / f"try{attempt}").start()
+                except (RuntimeError, OSError, redis.RedisError) as exc:
+                    got = RuntimeError(f"could not start a redis cluster: {exc}")
+                else:
+                    atexit.register(stop_shared)
+                    break
+        assert got is not None
         _shared["cluster"] = got
     if isinstance(got, BaseException):
         raise RuntimeError(str(got))

@@ -40,7 +40,7 @@ from sessionkeeper.core.records import (
     Rename,
 )
 from sessionkeeper.stores import _redis_lua as lua
-from sessionkeeper.stores._redis_plan import Send, translate
+from sessionkeeper.stores._redis_plan import Layout, Send, translate
 from sessionkeeper.stores.redis import RedisStore
 from tests import redis_servers
 from tests.conftest import require_service
@@ -317,23 +317,275 @@ def cstores(cluster: redis_servers.Cluster, tmp_path: Path) -> Iterator[tuple[Re
             b.close()
 
 
-def test_cluster_rename_apply_after_step_one_fails(cstores: tuple[RedisStore, RedisStore]) -> None:
+def test_cluster_rename_stalled_after_step_one(cstores: tuple[RedisStore, RedisStore]) -> None:
+    """The renamer stalls between the steps (here: its own thread runs the racer). An Apply
+    waits for the move at most ``move_wait``, then fails as unavailable having written
+    nothing; a Load sees the session as it was; a second regenerate fails."""
     a, b = cstores
+    impatient = open_store(backend.require_cluster().url, prefix=a.plans.layout.prefix, move_wait=0.02)
+    assert isinstance(impatient, RedisStore)
     a.execute(Create(key(1), rec({"a": "1"}, user="u")))
     results: list[Any] = []
 
     def racer() -> None:
-        results.append(b.execute(Apply(key(1), Delta(set={"late": "1"}, meta=meta()), NOW)))
+        with pytest.raises(StoreUnavailable, match="did not finish"):
+            impatient.execute(Apply(key(1), Delta(set={"late": "1"}, meta=meta()), NOW))
         results.append(b.execute(Load(key(1), NOW)))
         results.append(b.execute(Rename(key(1), key(3), Delta(), NOW)))  # a second regenerate
 
-    hook_after(a, lua.DETACH, racer)
-    assert a.execute(Rename(key(1), key(2), Delta(set={"b": "2"}), NOW)) is True
-    assert results == [False, None, False]
+    try:
+        hook_after(a, lua.DETACH, racer)
+        assert a.execute(Rename(key(1), key(2), Delta(set={"b": "2"}), NOW)) is True
+    finally:
+        impatient.close()
+    assert results == [Record({"a": "1"}, meta(user="u")), False]
     got = a.execute(Load(key(2), NOW))
     assert got is not None and got.fields == {"a": "1", "b": "2"}
     assert a.execute(Load(key(1), NOW)) is None and a.execute(Load(key(3), NOW)) is None
     assert [k for k, _ in a.execute(ListUser("u", NOW))] == [key(2)]
+
+
+WAIT = 20.0  # bound of every wait in the staged races below; never reached when things work
+
+
+class Point:
+    """A moment in another thread's operation: ``seen`` once it got there; held there until
+    ``go`` (if ``hold``)."""
+
+    def __init__(self, when: Callable[[Send, Any], bool], hold: bool) -> None:
+        self.when = when
+        self.seen = threading.Event()
+        self.go = threading.Event()
+        if not hold:
+            self.go.set()
+
+    def wait(self) -> None:
+        assert self.seen.wait(WAIT), "the racer never got there"
+
+
+class Watch:
+    """Sees every round trip of one store, both faces (install it before the operations it
+    watches start: a running operation keeps the I/O it began with). Its points are passed
+    in order: a round trip is checked against the first point not yet seen."""
+
+    def __init__(self, store: RedisStore, when: Callable[[Send, Any], bool] | None = None,
+                 hold: bool = False) -> None:
+        self.points: list[Point] = []
+        if when is not None:
+            self.point(when, hold)
+        sync_io, async_io = store._io, store._aio
+
+        def check(request: Any, reply: Any) -> None:
+            point = next((p for p in self.points if not p.seen.is_set()), None)
+            if isinstance(request, Send) and point is not None and point.when(request, reply):
+                point.seen.set()
+                assert point.go.wait(WAIT)
+
+        def io(request: Any) -> Any:
+            reply = sync_io(request)
+            check(request, reply)
+            return reply
+
+        async def aio(request: Any) -> Any:
+            reply = await async_io(request)
+            check(request, reply)
+            return reply
+
+        store._io = io  # type: ignore[method-assign]
+        store._aio = aio  # type: ignore[method-assign]
+
+    def point(self, when: Callable[[Send, Any], bool], hold: bool = False) -> Point:
+        self.points.append(Point(when, hold))
+        return self.points[-1]
+
+    def wait(self) -> None:
+        self.points[0].wait()
+
+
+def probed(nth: int = 1) -> Callable[[Send, Any], bool]:
+    """The racer has looked at a rename's target (its ``nth`` HMGET): it met a tombstone."""
+    count = [0]
+
+    def when(request: Send, reply: Any) -> bool:
+        count[0] += request.cmds[0][0] == "HMGET"
+        return count[0] == nth
+
+    return when
+
+
+def still_pending(request: Send, reply: Any) -> bool:
+    """An APPLY that found nothing (yet) where a rename is taking the session."""
+    return request.cmds[0][1] in (lua.APPLY.sha, lua.APPLY.source) and reply[0][0] == 3
+
+
+@pytest.fixture(params=MODES)
+def crace(request: pytest.FixtureRequest,
+          cstores: tuple[RedisStore, RedisStore]) -> Iterator[tuple[RedisStore, RedisStore, Runner]]:
+    """The renamer (``a``, sync), and a racer store on the same keys with its runner (either face)."""
+    a, b = cstores
+    run = Runner(b, request.param)
+    try:
+        yield a, b, run
+    finally:
+        run.close()
+
+
+def rename_staging(a: RedisStore, pool: ThreadPoolExecutor, racer: Callable[[], Any], watch: Watch,
+                   then: Callable[[], Any] | None = None) -> list[Any]:
+    """Between step 1 and step 2 of ``a``'s next rename: start ``racer`` on ``pool`` and hold
+    the renamer until the racer got where ``watch`` looks; then run ``then`` (if any)."""
+    started: list[Any] = []
+
+    def action() -> None:
+        started.append(pool.submit(racer))
+        watch.wait()
+        if then is not None:
+            then()
+
+    hook_after(a, lua.DETACH, action)
+    return started
+
+
+@pytest.mark.parametrize("own_meta", [True, False])
+def test_cluster_apply_between_the_steps_lands_in_the_renamed_session(
+    crace: tuple[RedisStore, RedisStore, Runner], own_meta: bool,
+) -> None:
+    a, b, run = crace
+    a.execute(Create(key(1), rec({"a": "1", "gone": "1"}, user="u")))
+    applied = meta(now=NOW + 1, user="u", info={"by": "apply"})
+    moved = meta(now=NOW + 2, user="u", info={"by": "rename"})
+    with ThreadPoolExecutor(1) as pool:
+        write = Delta(set={"w": "1", "a": "2"}, delete=frozenset({"gone"}), meta=applied)
+        started = rename_staging(a, pool, lambda: run(Apply(key(1), write, NOW + 1)), Watch(b, probed()))
+        move = Delta(set={"r": "1"}, meta=moved if own_meta else None)
+        assert a.execute(Rename(key(1), key(2), move, NOW + 2))
+        # It met the tombstone before step 2 (the renamer was held), so it lands before the move:
+        assert started[0].result(WAIT) is True
+    got = a.execute(Load(key(2), NOW + 2))
+    assert got is not None and got.fields == {"a": "2", "w": "1", "r": "1"}
+    # The rename's own meta is newer (it would have overwritten this Apply's); else the Apply's.
+    assert got.meta == (moved if own_meta else applied)
+    assert a.execute(Load(key(1), NOW + 2)) is None
+    assert run(Apply(key(1), Delta(set={"later": "1"}), NOW + 3)) is False  # moved: dead now
+    assert [k for k, _ in a.execute(ListUser("u", NOW + 2))] == [key(2)]
+
+
+def test_cluster_load_between_the_steps_sees_the_session(
+    crace: tuple[RedisStore, RedisStore, Runner],
+) -> None:
+    """A request that starts mid-rename: its Load sees the session as it was, and its write,
+    also before step 2, lands in the renamed session."""
+    a, b, run = crace
+    a.execute(Create(key(1), rec({"a": "1"}, user="u")))
+
+    def request() -> Record | None:
+        loaded = run(Load(key(1), NOW))
+        assert run(Apply(key(1), Delta(set={"w": "1"}), NOW)) is True
+        return loaded  # type: ignore[no-any-return]
+
+    with ThreadPoolExecutor(1) as pool:
+        # held until the racer has met the tombstone twice: its Load, then its Apply
+        started = rename_staging(a, pool, request, Watch(b, probed(2)))
+        assert a.execute(Rename(key(1), key(2), Delta(set={"r": "1"}, meta=meta(user="u")), NOW))
+        assert started[0].result(WAIT) == Record({"a": "1"}, meta(user="u"))
+    got = a.execute(Load(key(2), NOW))
+    assert got is not None and got.fields == {"a": "1", "r": "1", "w": "1"}
+    assert run(Load(key(1), NOW)) is None  # moved: as after an atomic rename
+
+
+def test_cluster_load_and_apply_after_step_two_find_the_old_key_dead(
+    crace: tuple[RedisStore, RedisStore, Runner], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once step 2 is there the move has happened, whether or not Rename has returned: the
+    old key is dead at once (no waiting), as on a single server; the flow's alias leads on."""
+    a, _, run = crace
+    a.execute(Create(key(1), rec({"a": "1"}, user="u")))
+    for c in backend.require_cluster().clients():  # every node has the scripts cached
+        for script in (lua.APPLY, lua.DETACH, lua.CREATE):
+            c.script_load(script.source)
+        c.close()
+    run(Count(NOW))  # a pooled connection to every node
+    wire = Wire(monkeypatch)
+    seen: list[Any] = []
+    write = Apply(key(1), Delta(set={"w": "1"}), NOW)
+    hook_after(a, lua.CREATE, lambda: seen.extend([wire.count(run, Load(key(1), NOW)),
+                                                   wire.count(run, write)]))
+    assert a.execute(Rename(key(1), key(2), Delta(meta=meta(user="u")), NOW))
+    assert seen == [(None, ["HGETALL", "HMGET"]), (False, ["EVALSHA", "HMGET"])]
+    got = a.execute(Load(key(2), NOW))
+    assert got is not None and got.fields == {"a": "1"}
+    # Deleted since (a logout with the new token): the tombstone's followers learn it at once.
+    assert a.execute(Delete(key(2))) is True
+    assert wire.count(run, write) == (False, ["EVALSHA", "HMGET"])
+    assert wire.count(run, Load(key(1), NOW)) == (None, ["HGETALL", "HMGET"])
+    assert a.execute(Count(NOW)) == 0
+
+
+def test_cluster_delete_while_an_apply_waits_for_the_move(
+    crace: tuple[RedisStore, RedisStore, Runner],
+) -> None:
+    a, b, run = crace
+    a.execute(Create(key(1), rec({"a": "1"}, user="u")))
+    deleted: list[bool] = []
+    write = Apply(key(1), Delta(set={"w": "1"}, meta=meta(user="u")), NOW)
+    with ThreadPoolExecutor(1) as pool:
+        started = rename_staging(a, pool, lambda: run(write), Watch(b, probed()),
+                                 then=lambda: deleted.append(a.execute(Delete(key(1)))))
+        assert a.execute(Rename(key(1), key(2), Delta(meta=meta(user="u")), NOW)) is False
+        assert started[0].result(WAIT) is False  # the Delete won: nothing to write into
+    assert deleted == [True]
+    assert a.execute(Load(key(1), NOW)) is None and a.execute(Load(key(2), NOW)) is None
+    assert a.execute(Count(NOW)) == 0 and a.execute(ListUser("u", NOW)) == []
+
+
+def test_cluster_apply_waiting_on_a_refused_move_lands_in_the_old_key(
+    crace: tuple[RedisStore, RedisStore, Runner],
+) -> None:
+    a, b, run = crace
+    a.execute(Create(key(1), rec({"a": "1"})))
+    a.execute(Create(key(2), rec({"other": "1"})))
+    with ThreadPoolExecutor(1) as pool:
+        # held until the racer found key 2 is not the session on its way
+        started = rename_staging(a, pool, lambda: run(Apply(key(1), Delta(set={"w": "1"}), NOW)),
+                                 Watch(b, still_pending))
+        assert a.execute(Rename(key(1), key(2), Delta(set={"r": "1"}), NOW)) is False
+        assert started[0].result(WAIT) is True
+    got1, got2 = a.execute(Load(key(1), NOW)), a.execute(Load(key(2), NOW))
+    assert got1 is not None and got1.fields == {"a": "1", "w": "1"}
+    assert got2 is not None and got2.fields == {"other": "1"}  # a stranger's session: untouched
+
+
+def test_cluster_apply_follows_a_chain_of_moves(crace: tuple[RedisStore, RedisStore, Runner]) -> None:
+    """The racer met move 1 -> 2 in flight; before it came back, 1 -> 2 finished and 2 -> 3
+    began: it follows to 3 (its meta gives way to the renames')."""
+    a, b, run = crace
+    a.execute(Create(key(1), rec({"a": "1"}, user="u")))
+    watch = Watch(b)
+    first = watch.point(probed(), hold=True)  # the racer is held right after meeting move 1
+    second = watch.point(still_pending)  # ... and later waits for step 2 of move 2 at key 3
+    with ThreadPoolExecutor(1) as pool:
+        started = rename_staging(a, pool, lambda: run(Apply(key(1), Delta(set={"w": "1"}, meta=meta()), NOW)),
+                                 watch)
+        assert a.execute(Rename(key(1), key(2), Delta(set={"r": "1"}, meta=meta(user="u")), NOW))
+        later = meta(now=NOW + 1, user="u")
+
+        def release() -> None:  # let the racer go; hold the renamer until it waits at key 3
+            first.go.set()
+            second.wait()
+
+        hook_after(a, lua.DETACH, release)  # a new hook counts afresh: this rename's step 1
+        assert a.execute(Rename(key(2), key(3), Delta(meta=later), NOW + 1))
+        assert started[0].result(WAIT) is True
+    got = a.execute(Load(key(3), NOW + 1))
+    assert got is not None and got.fields == {"a": "1", "r": "1", "w": "1"} and got.meta == later
+    assert a.execute(Load(key(1), NOW + 1)) is None and a.execute(Load(key(2), NOW + 1)) is None
+    assert [k for k, _ in a.execute(ListUser("u", NOW + 1))] == [key(3)]
+
+
+def test_apply_pauses_are_short_and_bounded() -> None:
+    pauses = Layout("p:", cluster=True, move_wait=0.25).pauses()
+    assert pauses[0] == 0.001 and max(pauses) == 0.05 and sum(pauses) == pytest.approx(0.25)
+    assert Layout("p:", cluster=True, move_wait=0).pauses() == []
 
 
 def test_cluster_delete_between_the_two_steps_kills_the_rename(
