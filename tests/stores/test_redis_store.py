@@ -1121,3 +1121,27 @@ def test_index_sizes_stay_bounded_under_churn(env: Env) -> None:
         assert set(counts) == {0}
     finally:
         raw.close()
+
+
+def test_a_full_pool_sheds_load_by_default_and_waits_when_asked(server: redis_servers.RedisServer) -> None:
+    import redis as redis_lib
+
+    store = open_on(server, max_connections=1)
+    try:
+        client = store._sync_client()
+        pool = client.connection_pool
+        assert type(pool) is redis_lib.ConnectionPool
+        held = pool.get_connection()
+        try:
+            with pytest.raises(StoreUnavailable):
+                store.execute(Load(key(1), NOW))
+        finally:
+            pool.release(held)
+        assert store.execute(Load(key(1), NOW)) is None  # the connection is free again
+    finally:
+        store.close()
+    waiting = open_on(server, max_connections=1, pool_timeout=0.2)
+    try:
+        assert type(waiting._sync_client().connection_pool) is redis_lib.BlockingConnectionPool
+    finally:
+        waiting.close()
