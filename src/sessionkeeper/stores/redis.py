@@ -117,7 +117,7 @@ class RedisStore(Store):
         Pool size (per node in a Cluster). With ``pool_timeout`` 0 a request that finds every
         connection busy fails at once with :class:`StoreUnavailable` (a 503: overload is
         shed, not queued); with ``pool_timeout`` > 0 it waits that long for a free one. The
-        waiting pool costs about 20–25 µs more per command in redis-py's asyncio client
+        waiting pool costs about 20-25 µs more per command in redis-py's asyncio client
         (measured here), which is why it is not the default.
     ``username``, ``password``, ``client_name``
         ``username``/``password`` override those in the URL.
