@@ -232,6 +232,18 @@ def _field_args(delete: Collection[str], set_: Mapping[str, str]) -> list[Arg]:
     return out
 
 
+def hash_from_json(raw: Any) -> dict[bytes, bytes]:
+    """The reply of the LOAD script (a JSON array of names and values) as HGETALL's dict."""
+    try:
+        items = json.loads(raw)
+    except (TypeError, ValueError):
+        return {}
+    if not isinstance(items, list) or len(items) % 2:
+        return {}  # "{}": cjson's spelling of an empty hash
+    it = iter(items)
+    return {_b(str(k)): _b(str(v)) for k, v in zip(it, it, strict=True)}
+
+
 def parse_hash(data: Mapping[bytes, bytes], now: float) -> tuple[Record, bytes] | None:
     """The live record in a session hash (and its index key, b'' if none), else ``None``.
 
@@ -372,7 +384,7 @@ class RedisPlans:
     def load(self, key: str, now: float) -> Plan[Record | None]:
         if not ids.is_valid_key(key):
             return None
-        data = yield from self.command("HGETALL", self.layout.session(key))
+        data = hash_from_json((yield from self.script(lua.LOAD, [self.layout.session(key)], [])))
         found = parse_hash(data, now)
         if found is None and self.layout.cluster and b"t" in data and b"e" not in data:
             # A tombstone: a rename is moving this session (Load lands before the move: the
