@@ -42,45 +42,10 @@ from sessionkeeper import Store, asgi, wsgi
 from sessionkeeper import flask as sk_flask
 from sessionkeeper.core import ids
 
+from ..waits import WAIT, Gate, Rendezvous
 from .conftest import COOKIE, CountingStore
 
 N = 50
-WAIT = 20.0  # upper bound for any single wait; never reached when things work
-
-
-class Rendezvous:
-    """Holds requests until ``parties`` of them have arrived (or a bounded wait ends)."""
-
-    def __init__(self, parties: int) -> None:
-        self.parties = parties
-        self.barrier = threading.Barrier(parties, timeout=WAIT)
-        self.count = 0
-        self.event: asyncio.Event | None = None
-
-    def wait_sync(self) -> None:
-        self.barrier.wait()
-
-    async def wait_async(self) -> None:
-        # All requests run on the server's one event loop: a counter and an Event suffice.
-        if self.event is None:
-            self.event = asyncio.Event()
-        self.count += 1
-        if self.count == self.parties:
-            self.event.set()
-        await asyncio.wait_for(self.event.wait(), WAIT)
-
-
-class Gate:
-    """The slow request's hooks: it signals ``reached`` once it changed the session, then
-    waits for ``release``."""
-
-    def __init__(self) -> None:
-        self.reached = threading.Event()
-        self.release = threading.Event()
-
-    def hold(self) -> None:
-        self.reached.set()
-        assert self.release.wait(WAIT), "slow request was never released"
 
 
 def qs(query: str) -> dict[str, str]:

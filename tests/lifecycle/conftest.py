@@ -44,9 +44,10 @@ from sessionkeeper.core.lifecycle import Device
 from tests.adapters.conftest import CountingStore
 from tests.core.conftest import T0, FakeClock
 
+from ..waits import WAIT, Gate, Rendezvous
+
 T = TypeVar("T")
 COOKIE = "__Host-session"
-WAIT = 20.0  # upper bound of any single wait; never reached when things work
 
 FIREFOX_LINUX = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
 CHROME_WIN = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -153,40 +154,6 @@ class Events:
 
 
 # ---- the app, three times --------------------------------------------------------------------
-
-
-class Rendezvous:
-    """Holds requests until ``parties`` of them have arrived (bounded)."""
-
-    def __init__(self, parties: int) -> None:
-        self.parties = parties
-        self.barrier = threading.Barrier(parties, timeout=WAIT)
-        self.count = 0
-        self.event: asyncio.Event | None = None
-
-    def wait_sync(self) -> None:
-        self.barrier.wait()
-
-    async def wait_async(self) -> None:
-        # ASGI requests all run on one event loop: a counter and an Event suffice.
-        if self.event is None:
-            self.event = asyncio.Event()
-        self.count += 1
-        if self.count == self.parties:
-            self.event.set()
-        await asyncio.wait_for(self.event.wait(), WAIT)
-
-
-class Gate:
-    """A slow request signals ``reached`` once its session is loaded, then waits for ``release``."""
-
-    def __init__(self) -> None:
-        self.reached = threading.Event()
-        self.release = threading.Event()
-
-    def hold(self) -> None:
-        self.reached.set()
-        assert self.release.wait(WAIT), "slow request was never released"
 
 
 class RecordingManager(SessionManager):
