@@ -664,16 +664,20 @@ def test_async_pool_lives_in_one_event_loop_at_a_time() -> None:
             second.loop.close()  # type: ignore[union-attr]
         assert first(Load(key(1), NOW)) == rec()
 
-    # One loop after another (asyncio.run per script or test): each gets its own pool.
+    # One loop after another (asyncio.run per script or test): a store per loop, closed in
+    # it. (An async pool abandoned in a loop that ends leaves psycopg_pool's tasks to be
+    # cancelled at shutdown, which can hang while a connection attempt is in flight.)
     table = new_table()
-    store = open_store(URL, table=table, create_schema=True)
 
     async def use(op: Op) -> Any:
-        return await store.aexecute(op)
+        store = open_store(URL, table=table, create_schema=True)
+        try:
+            return await store.aexecute(op)
+        finally:
+            await store.aclose()
 
     try:
         assert asyncio.run(use(Create(key(1), rec())))
         assert asyncio.run(use(Load(key(1), NOW))) == rec()
     finally:
-        store.close()
         drop_table(table)

@@ -145,7 +145,12 @@ def _stale(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool
 
 
 class PostgresStore(Store):
-    """Sessions in a PostgreSQL table, shared by every process that uses the same table."""
+    """Sessions in a PostgreSQL table, shared by every process that uses the same table.
+
+    The async face opens its pool in the first event loop that uses it; use one store per
+    event loop and ``await store.aclose()`` before that loop ends (ASGI servers: on lifespan
+    shutdown), so that the pool's background tasks end cleanly.
+    """
 
     name = "postgresql"
 
