@@ -42,6 +42,7 @@ from sessionkeeper import wsgi as sk_wsgi
 from sessionkeeper.core import ids
 from sessionkeeper.core.lifecycle import Device
 from tests.adapters.conftest import CountingStore
+from tests.adapters.conftest import Resp as AdapterResp
 from tests.core.conftest import T0, FakeClock
 
 from ..waits import WAIT, Gate, Rendezvous
@@ -334,33 +335,15 @@ def flask_app(c: LClient) -> Flask:
 
 
 @dataclass
-class Resp:
-    status: int
-    headers: list[tuple[str, str]]  # names lowercased
-    body: bytes
+class Resp(AdapterResp):
+    """The adapters' response, plus the header transport's token."""
+
     transport: str = "cookie"
     header_name: str = "x-session-token"
 
-    def all(self, name: str) -> list[str]:
-        return [v for k, v in self.headers if k == name.lower()]
-
-    def one(self, name: str) -> str | None:
-        values = self.all(name)
-        assert len(values) <= 1, values
-        return values[0] if values else None
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
-
     @property
     def cookie_token(self) -> str | None:
-        cookies = [c for c in self.all("set-cookie") if c.startswith(COOKIE + "=")]
-        if not cookies:
-            return None
-        assert len(cookies) == 1, cookies
-        value = cookies[0].split(";", 1)[0].split("=", 1)[1]
-        return "" if value == '""' else value
+        return AdapterResp.token.fget(self)  # type: ignore[attr-defined,no-any-return]
 
     @property
     def token(self) -> str | None:
