@@ -84,3 +84,30 @@ def test_from_options_overrides_a_config() -> None:
     assert SessionConfig.from_options(base) is base
     merged = SessionConfig.from_options(base, secure=False)
     assert (merged.cookie_name, merged.cookie.cookie_name) == ("sid", "sid")
+
+
+def test_remember_timeouts_defaults_and_touch_rule() -> None:
+    config = SessionConfig()
+    remember = config.remember_timeouts
+    assert (remember.idle, remember.absolute) == (14 * 86400.0, 30 * 86400.0)
+    assert remember.touch_every == 60  # same rule as timeouts: a tenth of idle, at most 60 s
+    custom = SessionConfig(
+        remember_idle_timeout=timedelta(days=1), remember_absolute_timeout=7 * 86400, touch_interval=30
+    )
+    assert custom.remember_timeouts == Timeouts(86400.0, 7 * 86400.0, 30.0)
+    assert custom.timeouts.touch_interval == 30
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"remember_idle_timeout": 0}, "remember_idle_timeout"),
+        ({"remember_idle_timeout": "14d"}, "remember_idle_timeout"),
+        ({"remember_absolute_timeout": -1}, "remember_absolute_timeout"),
+        ({"remember_idle_timeout": 100, "remember_absolute_timeout": 50}, "remember_absolute_timeout"),
+        ({"remember_idle_timeout": 100, "touch_interval": 100, "idle_timeout": 1000}, "remember_idle"),
+    ],
+)
+def test_remember_timeouts_are_checked(options: dict[str, object], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        SessionConfig(**options)  # type: ignore[arg-type]

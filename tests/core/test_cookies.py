@@ -196,3 +196,17 @@ def test_our_set_cookie_parses_back(
     sent = policy.set_cookie(token).split(";", 1)[0]
     pairs = [f"{k}={v}" for k, v in others if k != policy.cookie_name] + [sent]
     assert read_token("; ".join(pairs), policy.cookie_name) == token
+
+
+def test_set_cookie_explicit_max_age_overrides_the_policy() -> None:
+    """"Remember me": a persistent session's cookie carries its own Max-Age."""
+    browser_session = CookiePolicy()
+    assert "Max-Age" not in browser_session.set_cookie("t")
+    assert "; Max-Age=2592000;" in browser_session.set_cookie("t", max_age=2592000)
+    fixed = CookiePolicy(max_age=600)
+    assert "; Max-Age=600;" in fixed.set_cookie("t")
+    assert "; Max-Age=86400;" in fixed.set_cookie("t", max_age=86400)
+    assert fixed.set_cookie("t", max_age=86400).count("Max-Age") == 1
+    for bad in (0, -5, True, 1.5):
+        with pytest.raises(ConfigError, match="max_age"):
+            fixed.set_cookie("t", max_age=bad)  # type: ignore[arg-type]

@@ -42,6 +42,12 @@ class SessionConfig:
     idle_timeout: float | timedelta = 30 * 60
     absolute_timeout: float | timedelta = 12 * 3600
     touch_interval: float | timedelta | None = None
+    #: Idle limit of a session the app made persistent with ``Session.remember()``
+    #: ("remember me"); ``remember(idle=...)`` overrides it per session.
+    remember_idle_timeout: float | timedelta = 14 * 24 * 3600
+    #: Absolute limit of a session made persistent with ``Session.remember()``; also the
+    #: cookie's ``Max-Age`` then. ``remember(absolute=...)`` overrides it per session.
+    remember_absolute_timeout: float | timedelta = 30 * 24 * 3600
     cookie_name: str = "session"
     cookie_path: str = "/"
     cookie_domain: str | None = None
@@ -90,6 +96,18 @@ class SessionConfig:
                 f"touch_interval ({touch:g} s) must be shorter than idle_timeout ({idle:g} s)"
             )
         object.__setattr__(self, "timeouts", Timeouts(idle, absolute, touch))
+        r_idle = seconds(self.remember_idle_timeout, "remember_idle_timeout")
+        r_absolute = seconds(self.remember_absolute_timeout, "remember_absolute_timeout")
+        if r_absolute < r_idle:
+            raise ConfigError(
+                f"remember_absolute_timeout ({r_absolute:g} s) must not be shorter than "
+                f"remember_idle_timeout ({r_idle:g} s)"
+            )
+        if touch is not None and touch >= r_idle:
+            raise ConfigError(
+                f"touch_interval ({touch:g} s) must be shorter than remember_idle_timeout "
+                f"({r_idle:g} s)"
+            )
         object.__setattr__(
             self,
             "cookie",
@@ -138,6 +156,20 @@ class SessionConfig:
             raise ConfigError("trusted_origins must be a list of origins, not one string")
         trusted = tuple(normalize_origin(o) for o in self.trusted_origins)
         object.__setattr__(self, "trusted_origins", trusted)
+
+    @property
+    def remember_timeouts(self) -> Timeouts:
+        """Limits of sessions the app made persistent with ``Session.remember()``.
+
+        ``remember_idle_timeout`` and ``remember_absolute_timeout`` in seconds; the touch
+        throttle follows the same rule as :attr:`timeouts` (``touch_interval`` if set, else a
+        tenth of idle, at most 60 s).
+        """
+        return Timeouts(
+            seconds(self.remember_idle_timeout, "remember_idle_timeout"),
+            seconds(self.remember_absolute_timeout, "remember_absolute_timeout"),
+            self.timeouts.touch_interval,
+        )
 
     @property
     def rotate_every(self) -> float | None:

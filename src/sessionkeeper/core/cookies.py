@@ -85,9 +85,17 @@ class CookiePolicy:
         parts.append("SameSite=" + self.same_site.capitalize())
         return "; ".join(parts)
 
-    def set_cookie(self, token: str) -> str:
-        """``Set-Cookie`` value that hands ``token`` to the browser."""
-        age = f"; Max-Age={self.max_age}" if self.max_age is not None else ""
+    def set_cookie(self, token: str, max_age: int | None = None) -> str:
+        """``Set-Cookie`` value that hands ``token`` to the browser.
+
+        ``max_age`` (seconds) overrides the policy's own: a session the app made persistent
+        ("remember me") gets a cookie that survives a browser restart. ``None`` keeps the
+        policy's value (by default a browser-session cookie).
+        """
+        if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, int) or max_age <= 0):
+            raise ConfigError(f"max_age must be a positive int or None, not {max_age!r}")
+        age_value = self.max_age if max_age is None else max_age
+        age = f"; Max-Age={age_value}" if age_value is not None else ""
         return f"{self.cookie_name}={token}{age}; {self._attributes()}"
 
     def delete_cookie(self) -> str:
