@@ -92,7 +92,9 @@ class CookiePolicy:
         ("remember me") gets a cookie that survives a browser restart. ``None`` keeps the
         policy's value (by default a browser-session cookie).
         """
-        if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, int) or max_age <= 0):
+        if max_age is not None and (
+            isinstance(max_age, bool) or not isinstance(max_age, int) or max_age <= 0
+        ):
             raise ConfigError(f"max_age must be a positive int or None, not {max_age!r}")
         age_value = self.max_age if max_age is None else max_age
         age = f"; Max-Age={age_value}" if age_value is not None else ""
