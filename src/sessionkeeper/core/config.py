@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from ..errors import ConfigError
 from . import ids
@@ -30,6 +31,106 @@ def normalize_origin(origin: str) -> str:
         if value.startswith(scheme) and value.endswith(port):
             return value[: -len(port)]
     return value
+
+
+_BOOL_OPTIONS = ("secure", "http_only", "host_prefix", "lazy_load", "csrf")
+_STR_OPTIONS = ("cookie_name", "cookie_path", "header_name", "url_param", "transport",
+                "same_site", "on_session_limit", "anomaly_policy")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _kind(value: object) -> str:
+    return type(value).__name__
+
+
+def checked_origin(entry: object) -> str:
+    """A ``trusted_origins`` entry, checked and normalised (``https://Example.com:443/`` ->
+    ``https://example.com``), or :class:`ConfigError` saying what is wrong with it.
+
+    An origin is exactly ``scheme://host[:port]`` with scheme ``http`` or ``https``. Refused,
+    because each would silently trust more than the app means to: ``"null"`` (what sandboxed
+    iframes, ``data:`` pages and some redirects send, so any site can produce it), entries
+    without a scheme (a browser never sends one), wildcards, a path, query, fragment or
+    user name (a browser's ``Origin`` never carries them, so the entry could never match or
+    was meant as a pattern), and empty strings.
+    """
+    where = f"trusted_origins entry {entry!r}"
+    if not isinstance(entry, str):
+        raise ConfigError(f"{where} must be a string like 'https://app.example.com', not a {_kind(entry)}")
+    value = entry.strip(" \t\r\n")
+    if not value:
+        raise ConfigError("trusted_origins holds an empty string; remove it")
+    if value.lower() == "null":
+        raise ConfigError(
+            f"{where}: 'null' is the origin of sandboxed iframes, data: and file: pages, which "
+            "any site can create; trusting it turns the CSRF check off. Remove it"
+        )
+    if "*" in value:
+        raise ConfigError(f"{where}: wildcards are not supported; list each origin in full")
+    if not value.isascii() or not value.isprintable() or any(c.isspace() for c in value):
+        raise ConfigError(
+            f"{where} must be plain ASCII without spaces (write an international domain "
+            "name in its xn-- form, as browsers send it)"
+        )
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. an unclosed "[" of an IPv6 address
+        raise ConfigError(f"{where} is not a valid origin") from None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not value[len(scheme) :].startswith("://"):
+        raise ConfigError(
+            f"{where} needs an http:// or https:// scheme, as browsers send in Origin "
+            "(e.g. 'https://app.example.com')"
+        )
+    # A trailing "/" is how many people write an origin: accepted and dropped.
+    if parts.path not in ("", "/") or "?" in value or "#" in value:
+        raise ConfigError(f"{where} must be scheme://host[:port] only, without a path, query or fragment")
+    if "@" in parts.netloc:
+        raise ConfigError(f"{where} must not carry a user name or password")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 0 < port < 65536:
+        raise ConfigError(f"{where} has an invalid port")
+    host = parts.hostname  # lowercased, IPv6 brackets removed
+    if not host:
+        raise ConfigError(f"{where} has no host name")
+    if ":" in host:
+        host = f"[{host}]"
+    if port is None or port == _DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+def _check_types(config: SessionConfig) -> None:
+    """Wrong types caught at construction, naming the option (``secure="false"`` would
+    otherwise be truthy, and a number where a name belongs fails much later)."""
+    for name in _BOOL_OPTIONS:
+        value = getattr(config, name)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be True or False, not {value!r} (a {_kind(value)})")
+    for name in _STR_OPTIONS:
+        value = getattr(config, name)
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string, not {value!r} (a {_kind(value)})")
+    if config.cookie_domain is not None and not isinstance(config.cookie_domain, str):
+        raise ConfigError(f"cookie_domain must be a string or None, not a {_kind(config.cookie_domain)}")
+    threshold = config.probe_threshold
+    if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
+        raise ConfigError(f"probe_threshold must be a positive int, not {threshold!r}")
+    seconds(config.probe_window, "probe_window")
+    for name in ("clock", "token_factory"):
+        if not callable(getattr(config, name)):
+            raise ConfigError(f"{name} must be a callable, not a {_kind(getattr(config, name))}")
+    secret = config.id_secret
+    if secret is not None:
+        if not isinstance(secret, str | bytes | bytearray):
+            raise ConfigError(f"id_secret must be bytes, a str or None, not a {_kind(secret)}")
+        if not secret:
+            raise ConfigError("id_secret must not be empty; leave it None for the default")
+    if isinstance(config.renew_grace, bool):
+        raise ConfigError("renew_grace must be a number of seconds or a timedelta, not a bool")
 
 
 @dataclass(frozen=True)
@@ -82,6 +183,9 @@ class SessionConfig:
     cookie: CookiePolicy = field(init=False)
 
     def __post_init__(self) -> None:
+        _check_types(self)
+        # Flask and most docs write SameSite values capitalised ("Lax", "None").
+        object.__setattr__(self, "same_site", self.same_site.lower())
         idle = seconds(self.idle_timeout, "idle_timeout")
         absolute = seconds(self.absolute_timeout, "absolute_timeout")
         if absolute < idle:
@@ -151,10 +255,18 @@ class SessionConfig:
             )
         if callable(self.on_event):
             object.__setattr__(self, "on_event", (self.on_event,))
+        if isinstance(self.on_event, str | bytes) or not isinstance(self.on_event, Iterable):
+            raise ConfigError(f"on_event must be a callable or a list of callables, not {self.on_event!r}")
         object.__setattr__(self, "on_event", tuple(self.on_event))
-        if isinstance(self.trusted_origins, str):
-            raise ConfigError("trusted_origins must be a list of origins, not one string")
-        trusted = tuple(normalize_origin(o) for o in self.trusted_origins)
+        for subscriber in self.on_event:
+            if not callable(subscriber):
+                raise ConfigError(f"on_event must hold callables, not {subscriber!r}")
+        if isinstance(self.trusted_origins, str | bytes) or not isinstance(self.trusted_origins, Iterable):
+            raise ConfigError(
+                "trusted_origins must be a list of origins like ['https://app.example.com'], "
+                f"not {self.trusted_origins!r}"
+            )
+        trusted = tuple(dict.fromkeys(checked_origin(o) for o in self.trusted_origins))
         object.__setattr__(self, "trusted_origins", trusted)
 
     @property

@@ -2,6 +2,15 @@
 ``Set-Cookie`` text. Pure functions of strings.
 
 Rules:
+- The header is read as RFC 6265bis (section 5.7.4 and the cookie-pair grammar) says: split on
+  ``;``, split each pair at its first ``=``, trim only SP and HTAB around the name and the
+  value, and compare the name to ours *exactly* (case and every code point). Python's
+  ``str.strip()`` must not be used: it also removes NBSP, NEL, ``\x1c``-``\x1f`` and other
+  Unicode spaces, and a sibling subdomain could then plant ``\xa0__Host-session=...;
+  Domain=<parent>`` — a name browsers do not treat as ``__Host-`` (so they accept the Domain),
+  which a trimming server would read as ours (session swapping, or a forced logout when the
+  two collide). The adapters hand us the header decoded as latin-1 (ASGI bytes, WSGI environ),
+  so every byte is one code point and the comparison is byte-for-byte.
 - Only our cookie name is looked at; other cookies, however malformed, are ignored.
 - If our name appears more than once (a cookie-tossing attacker on a sibling domain, or a stale
   path-scoped cookie), the request has *no* valid session: we cannot tell which one is ours.
@@ -20,6 +29,7 @@ from typing import Literal
 from ..errors import ConfigError
 
 MAX_VALUE = 4096
+_WSP = " \t"  # RFC 6265bis: the only whitespace trimmed around a cookie's name and value
 _NAME_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 7230 token
 _ATTR_RE = re.compile(r"[\x21-\x3a\x3c-\x7e]*")  # printable ASCII without ';' (domain, path)
 
@@ -42,6 +52,17 @@ class CookiePolicy:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME_RE.fullmatch(self.name):
             raise ConfigError(f"cookie_name {self.name!r} is not a valid cookie name")
+        for option, value in (("secure", self.secure), ("http_only", self.http_only),
+                              ("host_prefix", self.host_prefix)):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{option} must be True or False, not {value!r}")
+        if not isinstance(self.path, str):
+            raise ConfigError(f"cookie_path must be a string, not {self.path!r}")
+        if self.domain is not None and not isinstance(self.domain, str):
+            raise ConfigError(f"cookie_domain must be a string or None, not {self.domain!r}")
+        if isinstance(self.same_site, str):
+            # Any case is accepted ("Lax" is Flask's and the RFC's spelling); kept lowercase.
+            object.__setattr__(self, "same_site", self.same_site.lower())
         if self.same_site not in ("lax", "strict", "none"):
             raise ConfigError(f"same_site must be 'lax', 'strict' or 'none', not {self.same_site!r}")
         if self.same_site == "none" and not self.secure:
@@ -115,9 +136,9 @@ def cookie_values(header: str, name: str) -> list[str]:
         return found
     for part in header.split(";"):
         key, sep, value = part.partition("=")
-        if not sep or key.strip() != name:
+        if not sep or key.strip(_WSP) != name:
             continue
-        value = value.strip()
+        value = value.strip(_WSP)
         if len(value) >= 2 and value[0] == value[-1] == '"':
             value = value[1:-1]
         found.append(value)
