@@ -8,6 +8,7 @@ Quick start (any ASGI app)::
     app = SessionMiddleware(app, store=open_store("sqlite:///sessions.db"))
 """
 
+from ._version import __version__  # the one source is pyproject.toml
 from .core.clock import Timeouts
 from .core.config import SessionConfig
 from .core.cookies import CookiePolicy
@@ -27,8 +28,6 @@ from .errors import (
 )
 from .manager import SessionManager
 from .stores.base import Store, open_store
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
