@@ -130,6 +130,13 @@ def test_invalid_policies_raise_config_error(options: dict[str, object]) -> None
         (f"session2={TOKEN}", None),
         (f"other=session={TOKEN}", None),
         (f"SESSION={TOKEN}", None),  # names are case-sensitive
+        # RFC 6265bis trims only SP and HTAB (issue 8.1: str.strip() also ate NBSP & co.)
+        (f"\t session\t = \t{TOKEN}\t ", TOKEN),
+        (f"\xa0session={TOKEN}", None),
+        (f"session\x85={TOKEN}", None),
+        (f"\x1fsession={TOKEN}; a=1", None),
+        (f"\xa0session=x; session={TOKEN}", TOKEN),  # not a duplicate of ours
+        (f"session=\xa0{TOKEN}", "\xa0" + TOKEN),  # kept: is_valid_token then refuses it
         (f";;; ==; =; junk; \x00=\x00; session={TOKEN}", TOKEN),
         ("session=", ""),
         ('session="', '"'),
