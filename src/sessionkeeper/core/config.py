@@ -175,7 +175,16 @@ class SessionConfig:
     probe_threshold: int = 20  # unknown IDs from one network in probe_window -> anomaly event
     probe_window: float = 60.0
     on_event: Sequence[Subscriber] = ()
-    id_secret: bytes | str | None = None  # keys the public ids in events and device lists
+    #: Key of the short public ids that name sessions in events, logs and device lists
+    #: (:func:`sessionkeeper.core.ids.public_id`). A public id never reveals the token or the
+    #: storage key. With the default (``None``: a fixed, published label) anyone who holds a
+    #: storage key — a store dump or backup, a database administrator — can compute its public
+    #: id and so match store records to your logs and events. Set a per-deployment secret
+    #: (e.g. 32 random bytes from your secret manager) when logs or events reach people who
+    #: must not link them to store contents; every app instance, worker, ``SessionManager``
+    #: and CLI run that names sessions must then use the same secret, and changing it renames
+    #: every session's public id.
+    id_secret: bytes | str | None = None
     # --- CSRF (cookie and url transports) ---
     csrf: bool = False  # reject cross-site unsafe requests (Sec-Fetch-Site / Origin)
     trusted_origins: Sequence[str] = ()
@@ -298,7 +307,9 @@ class SessionConfig:
 
     @property
     def id_secret_bytes(self) -> bytes:
-        """The key of the public ids (a fixed domain label unless ``id_secret`` is set)."""
+        """The key of the public ids: ``id_secret`` encoded (UTF-8 for a str), or, when it is
+        not set, the fixed public label ``b"sessionkeeper.public-id.v1"`` — with which public
+        ids are computable by anyone holding a storage key (see ``id_secret``)."""
         secret = self.id_secret
         if secret is None:
             return _DEFAULT_ID_SECRET

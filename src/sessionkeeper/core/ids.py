@@ -51,10 +51,14 @@ def is_valid_key(value: str) -> bool:
 
 
 def public_id(key: str, secret: bytes) -> str:
-    """A short keyed hash that names a session in logs, events and device lists.
+    """A short keyed hash (HMAC-SHA256 of the storage key, 16 hex characters) that names a
+    session in logs, events and device lists.
 
-    It cannot be turned back into the key or the token, and without ``secret`` it cannot be
-    computed from a leaked key either.
+    It cannot be turned back into the key or the token. Whether it can be computed *from* a
+    leaked key depends on ``secret``: with the library's default (a fixed, published label,
+    used when :attr:`SessionConfig.id_secret <sessionkeeper.SessionConfig.id_secret>` is not
+    set) anyone holding a storage key can compute its public id; with a per-deployment
+    secret only those who know the secret can.
     """
     return hmac.new(secret, key.encode("ascii"), hashlib.sha256).hexdigest()[:16]
 
