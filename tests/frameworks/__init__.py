@@ -1,0 +1,1 @@
+"""Framework integrations (Django, Quart, Litestar) tested through each framework's own tools."""
