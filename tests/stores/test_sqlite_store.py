@@ -118,8 +118,19 @@ def test_bad_options_and_unopenable_paths(tmp_path: Path) -> None:
         open_store("sqlite://", timeout=3)
     with pytest.raises(ConfigError, match="busy_timeout"):
         open_store("sqlite://", busy_timeout=-1)
-    with pytest.raises(ConfigError, match="cannot open SQLite database"):
-        open_store(url_for(tmp_path / "missing-dir" / "s.db"))
+    # A missing directory is made, private (issue 8.7: new directories 0700 whatever the umask) ...
+    old_umask = os.umask(0o277)  # would make 0500 directories and a 0400 file
+    try:
+        open_store(url_for(tmp_path / "missing-dir" / "deeper" / "s.db")).close()
+    finally:
+        os.umask(old_umask)
+    for d in (tmp_path / "missing-dir", tmp_path / "missing-dir" / "deeper"):
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
+    assert stat.S_IMODE((tmp_path / "missing-dir" / "deeper" / "s.db").stat().st_mode) == 0o600
+    # ... but a file where the directory should be is refused.
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ConfigError, match="is not a directory"):
+        open_store(url_for(tmp_path / "a-file" / "s.db"))
 
 
 def test_pragmas_and_file_modes(store: SQLiteStore, db: Path) -> None:

@@ -8,7 +8,13 @@ I/O on an ``AsyncConnectionPool``, so the statements and the parsing of rows exi
 
 Rules kept here:
 - Every request-path operation (Load, Create, Apply, Rename, Delete) is ONE statement, hence
-  one round trip on an autocommit connection. Purge is one statement per batch.
+  one round trip on an autocommit connection. Purge is one statement per batch. The one
+  exception: a Load that meets an expired row deletes it with a second statement.
+- Expired rows are never returned, and do not linger until a purge (issue 8.8: a renewal
+  alias is an ordinary row with a short expiry, and must not outlive its grace window in a
+  backup): a Load that meets one deletes it, and each Rename (every renewal writes its alias
+  just before its Rename) deletes up to :data:`SWEEP_BATCH` expired rows in the same
+  statement, through the ``expires_at`` index (``SKIP LOCKED``: never waits for a request).
 - Every value goes as a parameter; the table and schema names go through ``psycopg.sql``.
 - A malformed storage key never reaches the server: the generator returns before yielding.
 - PostgreSQL text and jsonb cannot hold U+0000, so every string we store (field names and
@@ -48,6 +54,8 @@ from ..core.records import (
 from ..errors import ConfigError, StoreError
 
 DEFAULT_TABLE: Final = "sessionkeeper_sessions"
+#: How many expired rows each Rename deletes on its way.
+SWEEP_BATCH: Final = 32
 
 # 48 characters leave room for the "_expires_at_idx" suffix within PostgreSQL's 63-byte names.
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
@@ -231,7 +239,9 @@ class Statements:
         patch = sql.SQL("(data - %s::text[]) || %s::jsonb")
         live = sql.SQL("key = %s AND expires_at > %s")
 
-        self.load = _q("SELECT data, {cols} FROM {t} WHERE {live}", cols=cols, t=t, live=live)
+        # The row whatever its expiry (first column: is it live?), so a dead one can go at once.
+        self.load = _q("SELECT expires_at > %s, data, {cols} FROM {t} WHERE key = %s", cols=cols, t=t)
+        self.delete_dead = _q("DELETE FROM {t} WHERE key = %s AND expires_at <= %s", t=t)
         self.create = _q(
             "INSERT INTO {t} (key, data, {cols}) VALUES (%s, %s::jsonb, {values}) "
             "ON CONFLICT (key) DO NOTHING RETURNING 1",
@@ -250,15 +260,18 @@ class Statements:
         # One statement: the DELETE and the INSERT commit together or not at all. The NOT
         # EXISTS keeps a taken new key from costing the old session; the INSERT has no ON
         # CONFLICT so that, should another writer take the new key in between, the whole
-        # statement fails and the old session stays.
+        # statement fails and the old session stays. "swept" deletes a bounded batch of
+        # expired rows (old renewal aliases): disjoint from "old", which only takes a live row.
         rename = (
             "WITH old AS (DELETE FROM {t} WHERE key = %s AND expires_at > %s "
-            "AND NOT EXISTS (SELECT 1 FROM {t} WHERE key = %s) RETURNING data, {cols}) "
+            "AND NOT EXISTS (SELECT 1 FROM {t} WHERE key = %s) RETURNING data, {cols}), "
+            "swept AS (DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE expires_at <= %s "
+            "LIMIT {batch} FOR UPDATE SKIP LOCKED)) "
             "INSERT INTO {t} (key, data, {cols}) SELECT %s, {patch}, {values} FROM old RETURNING 1"
         )
         self.rename: dict[bool, sql.Composed] = {
-            False: _q(rename, t=t, cols=cols, patch=patch, values=cols),
-            True: _q(rename, t=t, cols=cols, patch=patch, values=meta_values),
+            False: _q(rename, t=t, cols=cols, patch=patch, values=cols, batch=sql.Literal(SWEEP_BATCH)),
+            True: _q(rename, t=t, cols=cols, patch=patch, values=meta_values, batch=sql.Literal(SWEEP_BATCH)),
         }
         self.delete = _q("DELETE FROM {t} WHERE key = %s RETURNING 1", t=t)
         self.list_user = _q(
@@ -289,10 +302,14 @@ def _patch_params(delta: Delta) -> list[Any]:
 def _load(st: Statements, op: Load) -> Plan:
     if not ids.is_valid_key(op.key):
         return None
-    rows = yield Step(st.load, (op.key, op.now))
+    rows = yield Step(st.load, (op.now, op.key))
     if not rows:
         return None
-    data, *meta = rows[0]
+    live, data, *meta = rows[0]
+    if not live:
+        # Dead (an old renewal alias, an expired session): it goes now, not at a purge.
+        yield Step(st.delete_dead, (op.key, op.now))
+        return None
     return Record(_fields(data), meta_from_row(meta))
 
 
@@ -317,7 +334,7 @@ def _rename(st: Statements, op: Rename) -> Plan:
     if not ids.is_valid_key(op.old):
         return False
     _require_key(op.new, "Rename target")
-    params: list[Any] = [op.old, op.now, op.new, op.new, *_patch_params(op.delta)]
+    params: list[Any] = [op.old, op.now, op.new, op.now, op.new, *_patch_params(op.delta)]
     if op.delta.meta is not None:
         params += meta_params(op.delta.meta)
     return bool((yield Step(st.rename[op.delta.meta is not None], params)))

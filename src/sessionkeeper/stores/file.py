@@ -29,12 +29,31 @@ How it keeps the store rules:
 - A file that does not parse is treated as missing and removed by purge, as are temporary
   files a crashed process left behind.
 - No fsync: a power cut may lose the last writes or leave a torn file, which reads as missing.
+
+Trust (issue 8.7, OpenSSH's StrictModes; the rule is stated in ``_trust``): at start the root,
+every directory above it, ``s``, ``l``, ``u``, the 256 shards and the user directories must be
+ours (or root's), writable by nobody else and not symbolic links, or the store refuses to open
+with a :class:`~sessionkeeper.ConfigError` saying how to fix it. While it runs it never follows
+a link inside itself: every shard and user directory is opened ``O_NOFOLLOW | O_DIRECTORY``
+for each operation and the files in it are reached through that descriptor (``dir_fd``), and
+every file is opened ``O_NOFOLLOW``. A session file that is a link, not a regular file, or
+owned or writable by someone else is never read (it counts as corrupt: missing to a Load,
+replaced by a Create, removed by a Delete or a purge, and logged); ``os.replace`` and
+``unlink`` act on a link itself, never on what it points to.
+
+Expiry (issue 8.8): a Load that meets an expired session file (an old renewal alias above
+all) deletes it under the stripe lock; purge removes the rest. Nothing indexes files by
+expiry, so an alias nobody presents again stays on disk, unreadable through the store, until
+the next purge: run ``sessionkeeper purge`` (or ``Store.purge``) at least as often as the
+grace window if backups must not hold them.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import logging
 import os
 import secrets
 import stat
@@ -46,6 +65,7 @@ from urllib.parse import SplitResult, unquote
 from ..core.ids import is_valid_key
 from ..core.records import Delta, Meta, Op, Record
 from ..errors import ConfigError, StoreError
+from . import _trust
 from .base import MethodStore
 
 try:
@@ -59,7 +79,13 @@ _URL_FORM = "file:///absolute/directory"
 _SUFFIX = ".json"
 _TMP = ".tmp."
 _STRIPES = [f"{i:02x}" for i in range(256)]  # fixed: every process sharing a root must agree
-_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: a FIFO planted in place of a session file must not hang the reader.
+_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_LOCK = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+_MARK = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+
+log = logging.getLogger("sessionkeeper")
 _NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 # What reading a session file can give besides a Record.
@@ -86,6 +112,13 @@ class FileStore(MethodStore):
         if not os.path.isabs(root):
             raise ConfigError(f"file store directory {root!r} must be an absolute path; expected {_URL_FORM}")
         self.root = os.path.normpath(root)
+        try:
+            if not os.path.lexists(self.root):
+                _trust.make_private_dir(self.root)
+            # The real path from now on: the checks judged that chain, not a link's.
+            self.root = _trust.check_chain(self.root, "file store directory")
+        except OSError as exc:
+            raise ConfigError(f"cannot use {self.root!r} as a file store directory: {exc}") from None
         self._sessions = os.path.join(self.root, "s")
         self._locks = os.path.join(self.root, "l")
         self._users = os.path.join(self.root, "u")
@@ -113,25 +146,27 @@ class FileStore(MethodStore):
         return cls(path)
 
     def _prepare(self) -> None:
-        try:
-            os.makedirs(os.path.dirname(self.root), exist_ok=True)
-            os.mkdir(self.root, 0o700)
-        except FileExistsError:
-            st = os.stat(self.root)
-            if not stat.S_ISDIR(st.st_mode):
-                raise ConfigError(f"file store path {self.root!r} exists and is not a directory") from None
-            if st.st_mode & 0o022:
-                # Anyone else who can write here can plant files or links among the sessions.
-                raise ConfigError(
-                    f"file store directory {self.root!r} is writable by group or others "
-                    f"(mode {stat.S_IMODE(st.st_mode):o}); use a private directory (chmod 700)"
-                ) from None
-        for sub in (self._sessions, self._locks, self._users):
-            with suppress(FileExistsError):
-                os.mkdir(sub, 0o700)
+        # Every directory the store uses, made 0700 if missing, then checked (a link, another
+        # owner, or group/other write access is refused: see the module header).
+        dirs = [self._sessions, self._locks, self._users]
+        dirs += [os.path.join(self._sessions, s) for s in _STRIPES]
+        for d in dirs:
+            self._private_dir(d)
+        for name in os.listdir(self._users):
+            _trust.check_lstat(os.path.join(self._users, name), "file store user index directory",
+                               directory=True)
         for s in _STRIPES:
-            with suppress(FileExistsError):
-                os.mkdir(os.path.join(self._sessions, s), 0o700)
+            _trust.check_lstat(os.path.join(self._locks, s), "file store lock file", directory=False,
+                               missing_ok=True)
+
+    @staticmethod
+    def _private_dir(path: str) -> None:
+        try:
+            os.mkdir(path, 0o700)
+            os.chmod(path, 0o700)  # whatever the umask
+        except FileExistsError:
+            pass
+        _trust.check_lstat(path, "file store directory", directory=True)
 
     def execute(self, op: Op) -> Any:
         """Perform one operation; filesystem failures become :class:`StoreError`."""
@@ -143,26 +178,65 @@ class FileStore(MethodStore):
     # ---- files ---------------------------------------------------------------------------
 
     def _path(self, key: str) -> str:
+        """For messages and tests; operations reach files through :meth:`_dir`."""
         return os.path.join(self._sessions, _stripe(key), key + _SUFFIX)
+
+    @contextmanager
+    def _dir(self, path: str) -> Iterator[int]:
+        """A descriptor of the directory ``path``, which must not be a symbolic link."""
+        try:
+            fd = os.open(path, _DIR)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise StoreError(
+                    f"file store directory {path!r} is a symbolic link or not a directory; the "
+                    "store never follows links inside itself. Remove it, check who else can "
+                    "write to the store, and restart"
+                ) from None
+            raise
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _shard(self, key: str) -> Any:
+        return self._dir(os.path.join(self._sessions, _stripe(key)))
 
     @contextmanager
     def _locked(self, *keys: str) -> Iterator[None]:
         """Hold the lock stripes of ``keys`` (each once, in sorted order)."""
         with ExitStack() as stack:
             for s in sorted({_stripe(k) for k in keys}):
-                fd = os.open(os.path.join(self._locks, s), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                fd = os.open(os.path.join(self._locks, s), _LOCK, 0o600)
                 stack.callback(os.close, fd)  # closing the descriptor releases the lock
                 fcntl.flock(fd, fcntl.LOCK_EX)
             yield
 
-    def _read(self, path: str) -> Record | object | None:
-        """The Record in ``path``; ``None`` if there is no file; ``_CORRUPT`` if it won't parse."""
-        try:
-            fd = os.open(path, _READ)
-        except FileNotFoundError:
-            return None
-        with os.fdopen(fd, "rb") as f:
-            raw = f.read()
+    def _read(self, key: str) -> Record | object | None:
+        """``key``'s Record; ``None`` if there is no file; ``_CORRUPT`` if it won't parse or
+        is not a file of ours (a link, a FIFO, another owner's or writable by others)."""
+        name = key + _SUFFIX
+        with self._shard(key) as dfd:
+            try:
+                fd = os.open(name, _READ, dir_fd=dfd)
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                if exc.errno != errno.ELOOP:
+                    raise
+                self._untrusted(key, "is a symbolic link")
+                return _CORRUPT
+            with os.fdopen(fd, "rb") as f:
+                st = os.fstat(f.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    self._untrusted(key, "is not a regular file")
+                    return _CORRUPT
+                try:
+                    _trust.check_stat(st, self._path(key), "session file")
+                except ConfigError as exc:
+                    self._untrusted(key, str(exc))
+                    return _CORRUPT
+                raw = f.read()
         try:
             doc = json.loads(raw)
             fields = doc["fields"]
@@ -172,46 +246,73 @@ class FileStore(MethodStore):
         except (ValueError, TypeError, KeyError):  # UnicodeDecodeError is a ValueError
             return _CORRUPT
 
+    def _untrusted(self, key: str, why: str) -> None:
+        log.warning("file store %r: the session file of key %s… %s; it is not read, and a write, "
+                    "delete or purge replaces it. Check who else can write to the store.",
+                    self.root, key[:8], why)
+
     def _live(self, key: str, now: float) -> Record | None:
-        got = self._read(self._path(key))
+        got = self._read(key)
         if isinstance(got, Record) and got.meta.expires_at > now:
             return got
         return None
 
-    def _write_tmp(self, key: str, record: Record) -> str:
+    def _exists(self, key: str) -> bool:
+        with self._shard(key) as dfd:
+            try:
+                os.lstat(key + _SUFFIX, dir_fd=dfd)
+            except FileNotFoundError:
+                return False
+            return True
+
+    def _unlink(self, key: str) -> None:
+        """Remove ``key``'s file (a link itself, never what it points to)."""
+        with self._shard(key) as dfd:
+            os.unlink(key + _SUFFIX, dir_fd=dfd)
+
+    @staticmethod
+    def _write_tmp(dfd: int, key: str, record: Record) -> str:
+        """Write ``record`` to a new temporary file in the shard ``dfd``; its name."""
         doc = {"fields": dict(record.fields), "meta": record.meta.to_dict()}
         data = json.dumps(doc, ensure_ascii=True, separators=(",", ":")).encode("ascii")
-        directory = os.path.join(self._sessions, _stripe(key))
-        tmp = os.path.join(directory, f"{_TMP}{key}.{secrets.token_hex(8)}")
-        fd = os.open(tmp, _NEW, 0o600)
+        tmp = f"{_TMP}{key}.{secrets.token_hex(8)}"
+        fd = os.open(tmp, _NEW, 0o600, dir_fd=dfd)
         try:
+            os.fchmod(fd, 0o600)  # whatever the umask
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
         except BaseException:
             with suppress(OSError):
-                os.unlink(tmp)
+                os.unlink(tmp, dir_fd=dfd)
             raise
         return tmp
 
     def _write(self, key: str, record: Record) -> None:
-        tmp = self._write_tmp(key, record)
-        try:
-            os.replace(tmp, self._path(key))
-        except BaseException:
-            with suppress(OSError):
-                os.unlink(tmp)
-            raise
+        with self._shard(key) as dfd:
+            tmp = self._write_tmp(dfd, key, record)
+            try:
+                # replace() swaps the directory entry: a link there is replaced, not written through.
+                os.replace(tmp, key + _SUFFIX, src_dir_fd=dfd, dst_dir_fd=dfd)
+            except BaseException:
+                with suppress(OSError):
+                    os.unlink(tmp, dir_fd=dfd)
+                raise
 
     def _mark(self, user_id: str | None, key: str) -> None:
         if user_id is None:
             return
         directory = os.path.join(self._users, _user_dir_name(user_id))
         for _ in range(10):
-            with suppress(FileExistsError):
-                os.mkdir(directory, 0o700)
             try:
-                marker = os.path.join(directory, key)
-                os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+                os.mkdir(directory, 0o700)
+                os.chmod(directory, 0o700)
+            except FileExistsError:
+                pass
+            except FileNotFoundError:
+                continue
+            try:
+                with self._dir(directory) as dfd:
+                    os.close(os.open(key, _MARK, 0o600, dir_fd=dfd))
                 return
             except FileNotFoundError:
                 continue  # purge removed the (then empty) directory in between: make it again
@@ -219,8 +320,9 @@ class FileStore(MethodStore):
 
     def _unmark(self, user_id: str | None, key: str) -> None:
         if user_id is not None:
-            with suppress(FileNotFoundError):
-                os.unlink(os.path.join(self._users, _user_dir_name(user_id), key))
+            directory = os.path.join(self._users, _user_dir_name(user_id))
+            with suppress(FileNotFoundError), self._dir(directory) as dfd:
+                os.unlink(key, dir_fd=dfd)
 
     @staticmethod
     def _patched(record: Record, delta: Delta) -> Record:
@@ -233,13 +335,20 @@ class FileStore(MethodStore):
     def do_load(self, key: str, now: float) -> Record | None:
         if not is_valid_key(key):
             return None
-        return self._live(key, now)
+        got = self._read(key)
+        if isinstance(got, Record):
+            if got.meta.expires_at > now:
+                return got
+            # Dead (an old renewal alias, an expired session): nobody may read it again, so
+            # it goes now rather than at the next purge (under the lock, as purge does).
+            self._purge_batch(_stripe(key), [key], [], now)
+        return None
 
     def do_create(self, key: str, record: Record) -> bool:
         if not is_valid_key(key):
             return False
         with self._locked(key):
-            if isinstance(self._read(self._path(key)), Record):
+            if isinstance(self._read(key), Record):
                 return False  # taken (a corrupt file counts as missing and is overwritten)
             self._mark(record.meta.user_id, key)
             self._write(key, record)
@@ -266,20 +375,21 @@ class FileStore(MethodStore):
             return False
         with self._locked(old, new):
             current = self._live(old, now)
-            if current is None or os.path.lexists(self._path(new)):
+            if current is None or self._exists(new):
                 return False
             moved = self._patched(current, delta)
             self._mark(moved.meta.user_id, new)
-            tmp = self._write_tmp(new, moved)
-            try:
-                # The old key dies before the new one is born: a crash in between logs the
-                # user out rather than leaving a token alive that rename meant to kill.
-                os.unlink(self._path(old))
-                os.replace(tmp, self._path(new))
-            except BaseException:
-                with suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            with self._shard(new) as dfd:
+                tmp = self._write_tmp(dfd, new, moved)
+                try:
+                    # The old key dies before the new one is born: a crash in between logs the
+                    # user out rather than leaving a token alive that rename meant to kill.
+                    self._unlink(old)
+                    os.replace(tmp, new + _SUFFIX, src_dir_fd=dfd, dst_dir_fd=dfd)
+                except BaseException:
+                    with suppress(OSError):
+                        os.unlink(tmp, dir_fd=dfd)
+                    raise
             self._unmark(current.meta.user_id, old)
         return True
 
@@ -287,10 +397,10 @@ class FileStore(MethodStore):
         if not is_valid_key(key):
             return False
         with self._locked(key):
-            current = self._read(self._path(key))
+            current = self._read(key)
             if current is None:
                 return False
-            os.unlink(self._path(key))
+            self._unlink(key)
             if isinstance(current, Record):
                 self._unmark(current.meta.user_id, key)
                 return True
@@ -298,7 +408,8 @@ class FileStore(MethodStore):
 
     def do_list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
         try:
-            names = os.listdir(os.path.join(self._users, _user_dir_name(user_id)))
+            with self._dir(os.path.join(self._users, _user_dir_name(user_id))) as dfd:
+                names = os.listdir(dfd)
         except FileNotFoundError:
             return []
         out = []
@@ -313,7 +424,9 @@ class FileStore(MethodStore):
     def _session_keys(self, stripe: str) -> tuple[list[str], list[str]]:
         """The keys stored in one stripe's directory, and any temporary files there."""
         keys, tmps = [], []
-        for name in os.listdir(os.path.join(self._sessions, stripe)):
+        with self._dir(os.path.join(self._sessions, stripe)) as dfd:
+            names = os.listdir(dfd)
+        for name in names:
             if name.startswith(_TMP):
                 tmps.append(name)
             elif name.endswith(_SUFFIX) and is_valid_key(name[: -len(_SUFFIX)]):
@@ -322,7 +435,7 @@ class FileStore(MethodStore):
 
     def _dead(self, key: str, now: float) -> tuple[bool, Record | None]:
         """Whether ``key``'s file is expired or corrupt, and its record if it parsed."""
-        got = self._read(self._path(key))
+        got = self._read(key)
         if got is _CORRUPT:
             return True, None
         if isinstance(got, Record):
@@ -332,20 +445,22 @@ class FileStore(MethodStore):
     def _purge_batch(self, stripe: str, keys: list[str], tmps: list[str], now: float) -> int:
         """Remove the sessions in ``keys`` that are still dead, under the stripe's lock."""
         removed = 0
-        directory = os.path.join(self._sessions, stripe)
         with self._locked(stripe):
             for key in keys:
                 dead, got = self._dead(key, now)  # again: it may have been touched meanwhile
                 if dead:
-                    os.unlink(self._path(key))
-                    if got is not None:
-                        self._unmark(got.meta.user_id, key)
-                    removed += 1
+                    with suppress(FileNotFoundError):  # a Load that met it dead came first
+                        self._unlink(key)
+                        if got is not None:
+                            self._unmark(got.meta.user_id, key)
+                        removed += 1
             # Writers hold this lock while their temporary file exists: any left now is
             # debris from a process that died mid-write.
-            for name in tmps:
-                with suppress(FileNotFoundError):
-                    os.unlink(os.path.join(directory, name))
+            if tmps:
+                with self._dir(os.path.join(self._sessions, stripe)) as dfd:
+                    for name in tmps:
+                        with suppress(FileNotFoundError):
+                            os.unlink(name, dir_fd=dfd)
         return removed
 
     def do_purge(self, now: float, batch: int) -> int:
@@ -368,16 +483,17 @@ class FileStore(MethodStore):
         for user_dir in os.listdir(self._users):
             directory = os.path.join(self._users, user_dir)
             try:
-                names = os.listdir(directory)
-            except (FileNotFoundError, NotADirectoryError):
-                continue
+                with self._dir(directory) as dfd:
+                    names = os.listdir(dfd)
+            except (FileNotFoundError, StoreError):
+                continue  # gone, or not a directory of ours: never followed
             for key in names:
                 if not is_valid_key(key) or self._marker_ok(user_dir, key, now):
                     continue  # alive (or not a marker of ours: left alone)
                 with self._locked(key):
                     if not self._marker_ok(user_dir, key, now):
-                        with suppress(FileNotFoundError):
-                            os.unlink(os.path.join(directory, key))
+                        with suppress(FileNotFoundError), self._dir(directory) as dfd:
+                            os.unlink(key, dir_fd=dfd)
             with suppress(OSError):  # not empty (a session gained this user meanwhile): keep
                 os.rmdir(directory)
 

@@ -1,7 +1,16 @@
-"""In-process store: a dict behind a lock. For tests, demos and single-process apps."""
+"""In-process store: a dict behind a lock. For tests, demos and single-process apps.
+
+Expired entries (renewal aliases above all, issue 8.8) are never returned, and they leave the
+dict promptly rather than at the next purge: a Load that meets one deletes it, and each
+Rename (every renewal writes its alias just before its Rename) deletes up to
+:data:`SWEEP_BATCH` expired entries, found through a heap of expiry times. The heap is lazy:
+a session touched since it was pushed is pushed again with its new expiry when its old one
+comes up, and keys deleted meanwhile are dropped; purge rebuilds it.
+"""
 
 from __future__ import annotations
 
+import heapq
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +19,9 @@ from urllib.parse import SplitResult
 from ..core.records import Delta, Meta, Op, Record
 from ..errors import ConfigError
 from .base import MethodStore
+
+#: How many heap entries each Rename examines on its way.
+SWEEP_BATCH = 32
 
 
 @dataclass(slots=True)
@@ -27,6 +39,7 @@ class MemoryStore(MethodStore):
         self._lock = threading.Lock()
         self._data: dict[str, _Entry] = {}
         self._by_user: dict[str, set[str]] = {}
+        self._expiry: list[tuple[float, str]] = []  # heap: (expires_at when pushed, key)
 
     @classmethod
     def from_url(cls, url: SplitResult, **options: Any) -> MemoryStore:
@@ -40,6 +53,26 @@ class MemoryStore(MethodStore):
 
     async def aclose(self) -> None:
         self.close()
+
+    def _drop(self, key: str) -> None:
+        entry = self._data.pop(key, None)
+        if entry is not None:
+            self._index(key, entry.meta, None)
+
+    def _sweep(self, now: float) -> None:
+        """Delete up to SWEEP_BATCH expired entries (caller holds the lock)."""
+        heap = self._expiry
+        for _ in range(SWEEP_BATCH):
+            if not heap or heap[0][0] > now:
+                return
+            _, key = heapq.heappop(heap)
+            entry = self._data.get(key)
+            if entry is None:
+                continue  # deleted or renamed away since
+            if entry.meta.expires_at <= now:
+                self._drop(key)
+            else:
+                heapq.heappush(heap, (entry.meta.expires_at, key))  # touched since: later
 
     def _live(self, key: str, now: float) -> _Entry | None:
         entry = self._data.get(key)
@@ -59,8 +92,13 @@ class MemoryStore(MethodStore):
 
     def do_load(self, key: str, now: float) -> Record | None:
         with self._lock:
-            entry = self._live(key, now)
-            return None if entry is None else Record(dict(entry.fields), entry.meta)
+            entry = self._data.get(key)
+            if entry is None:
+                return None
+            if entry.meta.expires_at <= now:
+                self._drop(key)  # dead: nobody may read it again, so it goes now
+                return None
+            return Record(dict(entry.fields), entry.meta)
 
     def do_create(self, key: str, record: Record) -> bool:
         with self._lock:
@@ -68,6 +106,7 @@ class MemoryStore(MethodStore):
                 return False
             self._data[key] = _Entry(dict(record.fields), record.meta)
             self._index(key, None, record.meta)
+            heapq.heappush(self._expiry, (record.meta.expires_at, key))
             return True
 
     @staticmethod
@@ -98,6 +137,8 @@ class MemoryStore(MethodStore):
             self._patch(entry, delta)
             self._data[new] = entry
             self._index(new, None, entry.meta)
+            heapq.heappush(self._expiry, (entry.meta.expires_at, new))
+            self._sweep(now)
             return True
 
     def do_delete(self, key: str) -> bool:
@@ -128,6 +169,9 @@ class MemoryStore(MethodStore):
                     self._index(k, self._data.pop(k).meta, None)
             removed += len(dead)
             if len(dead) < batch:
+                with self._lock:  # drop the heap's stale entries (deleted, renamed keys)
+                    self._expiry = [(e.meta.expires_at, k) for k, e in self._data.items()]
+                    heapq.heapify(self._expiry)
                 return removed
 
     def do_count(self, now: float) -> int:

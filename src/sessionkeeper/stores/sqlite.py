@@ -15,6 +15,14 @@ How it keeps the store rules:
   same spelling and ``json_patch`` (which compares names as written) matches it.
 - ``Rename`` copies and deletes inside ``BEGIN IMMEDIATE``: no other writer in between.
 - ``Purge`` deletes in batches, each its own short transaction, so requests keep flowing.
+- ``Load`` never returns a row whose ``expires_at <= now``, and deletes such a row when it
+  meets one; each ``Rename`` also deletes a bounded batch of expired rows (index on
+  ``expires_at``). A renewal alias (an ordinary row with a short expiry, written just before
+  the renewal's Rename) is thus neither usable nor readable after its grace window, and is
+  gone from the file within about one further renewal, a load of it, or a purge.
+- The database, its directory and its ``-wal``/``-shm``/``-journal`` files must be owned by us
+  (or root) and writable by nobody else, and none may be a symbolic link (see ``_trust``);
+  a missing database is created 0600 in a 0700 directory whatever the umask.
 - File databases get a connection per thread (``threading.local``); an in-memory database
   has one connection behind a lock (it exists only inside that connection).
 """
@@ -27,13 +35,14 @@ import sqlite3
 import threading
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 from urllib.parse import SplitResult, unquote
 
 from ..core.ids import is_valid_key
 from ..core.records import Delta, Meta, Record
 from ..errors import ConfigError, StoreError, StoreUnavailable
+from . import _trust
 from .base import MethodStore
 
 __all__ = ["SCHEMA", "TABLE", "SQLiteStore"]
@@ -59,6 +68,8 @@ CREATE INDEX IF NOT EXISTS {TABLE}_expires_at ON {TABLE} (expires_at);
 CREATE INDEX IF NOT EXISTS {TABLE}_user_id ON {TABLE} (user_id) WHERE user_id IS NOT NULL;
 """
 
+_OLD_DB = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_DB = _OLD_DB | os.O_CREAT | os.O_EXCL
 _BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}  # primary codes; extended ones add high bits
 _URL_FORMS = (
     "sqlite:///relative/path.db, sqlite:////absolute/path.db or sqlite:// (in memory)"
@@ -70,7 +81,11 @@ _COLS = "data, " + ", ".join(_META_COLS)
 _META_PARAMS = ", ".join(f":{c}" for c in _META_COLS)
 _META_SET = ", ".join(f"{c} = :{c}" for c in _META_COLS)
 
-_LOAD = f"SELECT {_COLS} FROM {TABLE} WHERE key = :key AND expires_at > :now"  # noqa: S608
+# Load reads the row whatever its expiry, so that meeting a dead one can delete it at once.
+_LOAD = f"SELECT expires_at > :now, {_COLS} FROM {TABLE} WHERE key = :key"  # noqa: S608
+_DELETE_DEAD = f"DELETE FROM {TABLE} WHERE key = :key AND expires_at <= :now"  # noqa: S608
+#: How many expired rows (renewal aliases above all) each Rename deletes on its way.
+SWEEP_BATCH = 32
 _CREATE = (
     f"INSERT INTO {TABLE} (key, {_COLS}) VALUES (:key, :data, {_META_PARAMS}) "  # noqa: S608
     "ON CONFLICT (key) DO NOTHING"
@@ -83,6 +98,11 @@ _LIST_USER = (
 _PURGE = (
     f"DELETE FROM {TABLE} WHERE rowid IN "  # noqa: S608
     f"(SELECT rowid FROM {TABLE} WHERE expires_at <= :now LIMIT :batch)"
+)
+# Through the expires_at index: with nothing expired, one index probe.
+_SWEEP = (
+    f"DELETE FROM {TABLE} WHERE rowid IN "  # noqa: S608
+    f"(SELECT rowid FROM {TABLE} WHERE expires_at <= :now LIMIT {SWEEP_BATCH})"
 )
 _COUNT = f"SELECT count(*) FROM {TABLE} WHERE expires_at > :now"  # noqa: S608
 
@@ -199,7 +219,7 @@ class SQLiteStore(MethodStore):
         self._handles: weakref.WeakSet[_Handle] = weakref.WeakSet()
         self._shared: sqlite3.Connection | None = None
         if not self.memory:
-            self._precreate()
+            self._secure()
         try:
             conn = self._connect()
             if create_schema:
@@ -239,14 +259,40 @@ class SQLiteStore(MethodStore):
 
     # ---- connections ---------------------------------------------------------------------
 
-    def _precreate(self) -> None:
-        # SQLite would create the file 0644; sessions are nobody else's business. Its -wal
-        # and -shm files copy the database file's mode.
+    def _secure(self) -> None:
+        """Refuse a database that others control; create a missing one 0600 in a 0700 directory.
+
+        See :mod:`._trust` for the rule (OpenSSH's StrictModes): the directory must be ours or
+        root's and writable by nobody else, the file and its ``-wal``/``-shm``/``-journal``
+        companions likewise, and none of them a symbolic link.
+        """
+        what = "SQLite database"
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            directory = os.path.dirname(self.path)
+            if not os.path.lexists(directory):
+                _trust.make_private_dir(directory)
+            real_dir = _trust.check_chain(directory, f"{what} directory")
+            # The real path from now on: SQLite puts -wal and -shm next to the file it opens.
+            self.path = os.path.join(real_dir, os.path.basename(self.path))
+            try:
+                fd = os.open(self.path, _NEW_DB, 0o600)
+                created = True
+            except FileExistsError:
+                _trust.check_lstat(self.path, what + " file", directory=False)
+                fd = os.open(self.path, _OLD_DB)
+                created = False
+            try:
+                if created:
+                    os.fchmod(fd, 0o600)  # whatever the umask; -wal and -shm copy this mode
+                else:
+                    _trust.check_fd(fd, self.path, what + " file")  # the file we opened, no race
+            finally:
+                os.close(fd)
+            for suffix in ("-wal", "-shm", "-journal"):
+                _trust.check_lstat(self.path + suffix, f"{what}'s {suffix[1:]} file", directory=False,
+                                   missing_ok=True)
         except OSError as exc:
             raise ConfigError(f"cannot open SQLite database {self.path!r}: {exc}") from None
-        os.close(fd)
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: autocommit; the few multi-statement writes say BEGIN themselves.
@@ -311,9 +357,19 @@ class SQLiteStore(MethodStore):
     def do_load(self, key: str, now: float) -> Record | None:
         if not is_valid_key(key):
             return None
+        params = {"key": key, "now": now}
         with self._conn() as conn:
-            row = conn.execute(_LOAD, {"key": key, "now": now}).fetchone()
-        return None if row is None else _record(row)
+            row = conn.execute(_LOAD, params).fetchone()
+        if row is None:
+            return None
+        if not row[0]:
+            # Dead (an old renewal alias, an expired session): nobody may read it again, so
+            # it goes now rather than at the next purge. Best effort: a busy or read-only
+            # database leaves it to the purge, and the load answers "missing" either way.
+            with suppress(StoreError), self._conn() as conn:
+                conn.execute(_DELETE_DEAD, params)
+            return None
+        return _record(row[1:])
 
     def do_create(self, key: str, record: Record) -> bool:
         if not is_valid_key(key):
@@ -349,6 +405,10 @@ class SQLiteStore(MethodStore):
                 moved = conn.execute(sql, params).rowcount == 1
                 if moved:
                     conn.execute(_DELETE, {"key": old})
+                # Renewals write an alias (a Create just before this Rename): under the same
+                # write lock, delete a bounded batch of expired rows, so old aliases die
+                # within about one renewal after their grace window, not at the next purge.
+                conn.execute(_SWEEP, {"now": now})
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
