@@ -143,12 +143,12 @@ class SessionConfig:
     idle_timeout: float | timedelta = 30 * 60
     absolute_timeout: float | timedelta = 12 * 3600
     touch_interval: float | timedelta | None = None
-    #: Idle limit of a session the app made persistent with ``Session.remember()``
-    #: ("remember me"); ``remember(idle=...)`` overrides it per session.
     remember_idle_timeout: float | timedelta = 14 * 24 * 3600
-    #: Absolute limit of a session made persistent with ``Session.remember()``; also the
-    #: cookie's ``Max-Age`` then. ``remember(absolute=...)`` overrides it per session.
+    """Idle limit of a session the app made persistent with ``Session.remember()``
+    ("remember me"); ``remember(idle=...)`` overrides it per session."""
     remember_absolute_timeout: float | timedelta = 30 * 24 * 3600
+    """Absolute limit of a session made persistent with ``Session.remember()``; also the
+    cookie's ``Max-Age`` then. ``remember(absolute=...)`` overrides it per session."""
     cookie_name: str = "session"
     cookie_path: str = "/"
     cookie_domain: str | None = None
@@ -175,19 +175,23 @@ class SessionConfig:
     probe_threshold: int = 20  # unknown IDs from one network in probe_window -> anomaly event
     probe_window: float = 60.0
     on_event: Sequence[Subscriber] = ()
-    #: Key of the short public ids that name sessions in events, logs and device lists
-    #: (:func:`sessionkeeper.core.ids.public_id`). A public id never reveals the token or the
-    #: storage key. With the default (``None``: a fixed, published label) anyone who holds a
-    #: storage key — a store dump or backup, a database administrator — can compute its public
-    #: id and so match store records to your logs and events. Set a per-deployment secret
-    #: (e.g. 32 random bytes from your secret manager) when logs or events reach people who
-    #: must not link them to store contents; every app instance, worker, ``SessionManager``
-    #: and CLI run that names sessions must then use the same secret, and changing it renames
-    #: every session's public id.
     id_secret: bytes | str | None = None
+    """Key of the short public ids that name sessions in events, logs and device lists
+    (:func:`sessionkeeper.core.ids.public_id`). A public id never reveals the token or the
+    storage key. With the default (``None``: a fixed, published label) anyone who holds a
+    storage key — a store dump or backup, a database administrator — can compute its public
+    id and so match store records to your logs and events. Set a per-deployment secret
+    (e.g. 32 random bytes from your secret manager) when logs or events reach people who
+    must not link them to store contents; every app instance, worker, ``SessionManager``
+    and CLI run that names sessions must then use the same secret, and changing it renames
+    every session's public id."""
     # --- CSRF (cookie and url transports) ---
     csrf: bool = False  # reject cross-site unsafe requests (Sec-Fetch-Site / Origin)
     trusted_origins: Sequence[str] = ()
+    """Other origins (exactly ``https://host[:port]``) whose cross-site unsafe requests pass the
+    CSRF check. Normalised as browsers send ``Origin`` (lowercase, no default port, no
+    trailing slash); ``"null"``, entries without an http(s) scheme, wildcards, paths and user
+    names are refused at construction (see :func:`checked_origin`)."""
     timeouts: Timeouts = field(init=False)
     cookie: CookiePolicy = field(init=False)
 
