@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import http.cookiejar
+import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -11,9 +13,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sessionkeeper import open_store
 from sessionkeeper.cli import main
@@ -21,14 +26,17 @@ from sessionkeeper.cli import main
 from .conftest import free_port
 
 
-@pytest.fixture
-def demo(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    port = free_port()
-    store = "memory://"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sessionkeeper", "demo", "--port", str(port), "--store", store],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
+@contextmanager
+def running_demo(store: str | None = "memory://", env: dict[str, str] | None = None,
+                 port: int | None = None) -> Iterator[str]:
+    """``sessionkeeper demo`` in a real process; yields its base URL. ``store=None`` runs it
+    with its default store (pass ``env`` with ``XDG_STATE_HOME`` to keep it in a temp dir)."""
+    port = port or free_port()
+    cmd = [sys.executable, "-m", "sessionkeeper", "demo", "--port", str(port)]
+    if store is not None:
+        cmd += ["--store", store]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=None if env is None else {**os.environ, **env})
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 20
@@ -41,12 +49,18 @@ def demo(tmp_path: Path) -> Iterator[tuple[str, str]]:
                     out = proc.stdout.read().decode() if proc.stdout else ""
                     pytest.fail(f"demo did not start: {out}")
                 time.sleep(0.1)
-        yield base, store
+        yield base
     finally:
         proc.terminate()
         proc.wait(10)
         if proc.stdout:
             proc.stdout.close()
+
+
+@pytest.fixture
+def demo() -> Iterator[tuple[str, str]]:
+    with running_demo("memory://") as base:
+        yield base, "memory://"
 
 
 def _status(page: str) -> str:
@@ -55,29 +69,153 @@ def _status(page: str) -> str:
     return m.group(1)
 
 
+def _fingerprint(page: str) -> str:
+    m = re.search(r"id='fingerprint'>([^<]*)<", page)
+    assert m, page
+    return m.group(1)
+
+
+class Browser:
+    """A cookie-keeping client that, like a browser, posts the forms of the page it shows:
+    each post carries the CSRF token of the last page it loaded."""
+
+    def __init__(self, base: str, user_agent: str | None = None) -> None:
+        self.base = base
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+        if user_agent is not None:
+            self.opener.addheaders = [("User-Agent", user_agent)]
+        self.csrf: str | None = None
+
+    def _remember(self, page: str) -> str:
+        tokens = set(re.findall(r"name='csrf' value='([^']*)'", page))
+        assert len(tokens) <= 1, tokens  # one token per page, in every form
+        self.csrf = next(iter(tokens), None)
+        return page
+
+    def get(self, path: str = "/") -> str:
+        return self._remember(self.opener.open(self.base + path, timeout=5).read().decode())
+
+    def post(self, path: str, **form: str) -> str:
+        if self.csrf is not None and "csrf" not in form:
+            form["csrf"] = self.csrf
+        data = urllib.parse.urlencode(form).encode()
+        return self._remember(self.opener.open(self.base + path, data=data, timeout=5).read().decode())
+
+    @property
+    def token(self) -> str:
+        (cookie,) = list(self.jar)
+        return str(cookie.value)
+
+
 def test_demo_login_change_logout(demo: tuple[str, str]) -> None:
     base, _ = demo
-    jar = http.cookiejar.CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-
-    def post(path: str, **form: str) -> str:
-        data = urllib.parse.urlencode(form).encode()
-        return str(opener.open(base + path, data=data, timeout=5).read().decode())
-
-    first = opener.open(base + "/", timeout=5).read().decode()
+    b = Browser(base)
+    first = b.get()
     assert "Not signed in" in _status(first)
-    assert len(jar) == 0  # a read-only visit sets no cookie
-    page = post("/login", user="alice")
+    # The login form needs a CSRF token, so the first visit stores an anonymous pre-session
+    # (this used to be "a read-only visit sets no cookie"; login CSRF protection needs it).
+    assert len(b.jar) == 1
+    pre_login = b.token
+    page = b.post("/login", user="alice")
     assert "alice" in _status(page)
-    token_after_login = next(iter(jar)).value
-    page = post("/set", key="colour", value="<b>blue</b>")
+    token_after_login = b.token
+    assert token_after_login != pre_login  # login rotates the ID
+    page = b.post("/set", key="colour", value="<b>blue</b>")
     assert "&lt;b&gt;blue&lt;/b&gt;" in page  # escaped, stored, shown
-    page = post("/regenerate")
-    assert next(iter(jar)).value != token_after_login
+    page = b.post("/regenerate")
+    assert b.token != token_after_login
     assert "alice" in _status(page)
-    page = post("/logout")
+    page = b.post("/logout")
     assert "Not signed in" in _status(page)
     assert "blue" not in page
+
+
+def test_demo_new_session_id_shows_a_visible_change(demo: tuple[str, str]) -> None:
+    """Issue 9.6: "New session ID" changes the fingerprint shown, a short keyed hash that
+    reveals nothing of the token."""
+    base, _ = demo
+    b = Browser(base)
+    b.get()
+    page = b.post("/login", user="carol")
+    before = _fingerprint(page)
+    assert re.fullmatch(r"[0-9a-f]{8}", before), before
+    page = b.post("/regenerate")
+    after = _fingerprint(page)
+    assert re.fullmatch(r"[0-9a-f]{8}", after), after
+    assert after != before
+    assert after not in b.token and b.token not in page  # never the token itself
+    assert _fingerprint(b.get()) == after  # stable until the ID changes again
+
+
+def test_demo_shows_human_readable_times(demo: tuple[str, str]) -> None:
+    """Issue 9.6: relative times ("just now", "in 29 minutes"), no raw timestamps with
+    microseconds; the exact time (to the second) is the tooltip."""
+    base, _ = demo
+    b = Browser(base, "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0")
+    b.get()
+    page = b.post("/login", user="dave")
+    visible = re.sub(r"<[^>]*>", "", page)  # the text a person reads
+    assert not re.search(r"\d\d:\d\d:\d\d\.\d", page), visible  # no fractions of seconds
+    assert "+00:00" not in visible
+    status = re.sub(r"<[^>]*>", "", _status(page))
+    assert "authenticated just now" in status
+    assert re.search(r"expires in (29|30) minutes", status), status
+    assert re.search(r"title='\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC'", page)
+    devices = page[page.index("id='devices'"):]
+    assert "just now" in devices
+
+
+@pytest.mark.parametrize(("when", "text"), [
+    (0, "just now"),
+    (-4, "just now"),
+    (-42, "42 seconds ago"),
+    (-60, "1 minute ago"),
+    (-3 * 60 - 59, "3 minutes ago"),
+    (-7200, "2 hours ago"),
+    (-86400 * 3, "3 days ago"),
+    (1799, "in 29 minutes"),
+    (43200, "in 12 hours"),
+])
+def test_relative_time(when: float, text: str) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from sessionkeeper.demo.app import relative_time
+
+    now = datetime(2026, 11, 30, 5, 0, 0, 123456, tzinfo=timezone.utc)
+    assert relative_time(now + timedelta(seconds=when), now) == text
+    assert relative_time(None, now) == "-"
+
+
+def test_demo_port_taken_is_one_line_with_a_fix(tmp_path: Path) -> None:
+    """Issue 9.6: a busy port is reported in one line that suggests --port; no traceback."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "sessionkeeper", "demo", "--port", str(port), "--store", "memory://"],
+            capture_output=True, text=True, timeout=60,
+        )
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "already in use" in lines[0]
+    assert f"--port {port + 1}" in lines[0]
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import sessionkeeper
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"sessionkeeper {sessionkeeper.__version__}"
+    proc = subprocess.run([sys.executable, "-m", "sessionkeeper", "--version"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == f"sessionkeeper {sessionkeeper.__version__}"
 
 
 def test_cli_purge_count_list_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -120,25 +258,91 @@ def test_doctor_flags_plain_http_with_secure_cookies(capsys: pytest.CaptureFixtu
     assert main(["doctor", "--url", "https://app.example/", "--store", "memory://"]) == 0
 
 
+FIREFOX_LINUX = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
+CHROME_WINDOWS = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                  "Chrome/131.0.0.0 Safari/537.36")
+HEADLESS_CHROME = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                   "HeadlessChrome/131.0.6778.33 Safari/537.36")
+
+
 def test_demo_devices_and_log_out_other_devices(demo: tuple[str, str]) -> None:
     base, _ = demo
-
-    def browser(ua: str) -> urllib.request.OpenerDirector:
-        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
-        opener.addheaders = [("User-Agent", ua)]
-        return opener
-
-    firefox = browser("Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0")
-    chrome = browser("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-                     "Chrome/131.0.0.0 Safari/537.36")
-    for b in (firefox, chrome):
-        b.open(base + "/login", data=b"user=bob", timeout=5).read()
-    page = firefox.open(base + "/", timeout=5).read().decode()
+    firefox, chrome, headless = (Browser(base, ua) for ua in (FIREFOX_LINUX, CHROME_WINDOWS, HEADLESS_CHROME))
+    for b in (firefox, chrome, headless):
+        b.get()
+        b.post("/login", user="bob")
+    page = firefox.get()
     assert "Firefox on Linux" in page
     assert "Chrome on Windows" in page
+    assert "Chrome (headless) on Linux" in page  # issue 9.6: it used to say "Safari on Linux"
+    assert "Safari" not in page
     assert page.count("this device") == 1
-    firefox.open(base + "/logout-others", data=b"", timeout=5).read()
-    assert "Not signed in" in _status(chrome.open(base + "/", timeout=5).read().decode())
-    page = firefox.open(base + "/", timeout=5).read().decode()
+    firefox.post("/logout-others")
+    assert "Not signed in" in _status(chrome.get())
+    page = firefox.get()
     assert "bob" in _status(page)
     assert "Chrome on Windows" not in page
+
+
+# Real User-Agent strings as browsers send them (2024-2025 versions) -> what "your devices"
+# shows. Issue 9.6: headless Chrome was shown as "Safari on Linux".
+REAL_USER_AGENTS = [
+    (HEADLESS_CHROME, "Chrome (headless) on Linux"),
+    ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "HeadlessChrome/120.0.0.0 Safari/537.36", "Chrome (headless) on Windows"),
+    (CHROME_WINDOWS, "Chrome on Windows"),
+    ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/131.0.0.0 Safari/537.36", "Chrome on macOS"),
+    ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 "
+     "Safari/537.36", "Chrome on Linux"),
+    ("Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/131.0.0.0 Mobile Safari/537.36", "Chrome on Android"),
+    ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_7 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like "
+     "Gecko) CriOS/131.0.6778.73 Mobile/15E148 Safari/604.1", "Chrome on iOS"),
+    ("Mozilla/5.0 (X11; CrOS x86_64 14541.0.0) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/131.0.0.0 Safari/537.36", "Chrome on ChromeOS"),
+    ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+     "Version/18.1 Safari/605.1.15", "Safari on macOS"),
+    ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like "
+     "Gecko) Version/18.1 Mobile/15E148 Safari/604.1", "Safari on iOS"),
+    ("Mozilla/5.0 (iPad; CPU OS 17_7 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+     "Version/17.4.1 Mobile/15E148 Safari/604.1", "Safari on iOS"),
+    (FIREFOX_LINUX, "Firefox on Linux"),
+    ("Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0",
+     "Firefox on Windows"),
+    ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:133.0) Gecko/20100101 Firefox/133.0",
+     "Firefox on macOS"),
+    ("Mozilla/5.0 (Android 14; Mobile; rv:133.0) Gecko/133.0 Firefox/133.0", "Firefox on Android"),
+    ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_7 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like "
+     "Gecko) FxiOS/133.0 Mobile/15E148 Safari/605.1.15", "Firefox on iOS"),
+    (CHROME_WINDOWS + " Edg/131.0.0.0", "Edge on Windows"),
+    ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0", "Edge on macOS"),
+    ("Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/131.0.0.0 Mobile Safari/537.36 EdgA/131.0.0.0", "Edge on Android"),
+    ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_7 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like "
+     "Gecko) Version/17.0 EdgiOS/131.2903.68 Mobile/15E148 Safari/605.1.15", "Edge on iOS"),
+    (CHROME_WINDOWS + " OPR/115.0.0.0", "Opera on Windows"),
+    ("Mozilla/5.0 (Linux; Android 14; SAMSUNG SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "SamsungBrowser/27.0 Chrome/125.0.0.0 Mobile Safari/537.36", "Samsung Internet on Android"),
+    ("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", "bot"),
+    ("Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)", "bot"),
+    ("curl/8.5.0", "curl"),
+    ("python-requests/2.32.3", "python"),
+    ("", "unknown"),
+]
+
+
+@pytest.mark.parametrize(("ua", "shown"), REAL_USER_AGENTS)
+def test_user_agent_table(ua: str, shown: str) -> None:
+    from sessionkeeper.core.fingerprint import ua_family
+
+    assert ua_family(ua) == shown
+
+
+@given(st.text(max_size=600))
+def test_user_agent_parser_takes_any_header(ua: str) -> None:
+    from sessionkeeper.core.fingerprint import ua_family
+
+    shown = ua_family(ua)
+    assert shown and len(shown) < 40

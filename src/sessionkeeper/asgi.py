@@ -23,15 +23,16 @@ Websockets see the session read-only: a websocket has no response headers to car
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Protocol
 
+from ._adapter import own_answer_headers, resolve_config, resolve_store
 from .core.config import SessionConfig
 from .core.flow import RequestInfo, RequestState, SessionFlow
 from .core.records import Record
 from .core.session import Session
 from .dispatch import emit_async
 from .drivers import run_async, run_sync
-from .errors import StoreUnavailable
+from .errors import SessionError, StoreUnavailable
 from .responses import CSRF_REFUSED, UNAVAILABLE
 from .stores.base import Store
 
@@ -84,18 +85,23 @@ def request_info(scope: Scope, header_name: str, wanted: frozenset[bytes] | None
 class SessionMiddleware:
     """Server-side sessions for any ASGI app: ``SessionMiddleware(app, store=..., **options)``.
 
-    ``options`` are the fields of :class:`~sessionkeeper.SessionConfig` (``idle_timeout``,
-    ``absolute_timeout``, ``secure``, ``cookie_name``, ``same_site`` …).
+    ``store`` is a :class:`~sessionkeeper.Store` or a store URL (``"sqlite:///sessions.db"``,
+    opened with :func:`~sessionkeeper.open_store`). ``options`` are the fields of
+    :class:`~sessionkeeper.SessionConfig` (``idle_timeout``, ``absolute_timeout``, ``secure``,
+    ``cookie_name``, ``same_site`` …). Wrong types are refused here, not on the first request.
     """
 
     def __init__(
-        self, app: ASGIApp, store: Store, config: SessionConfig | None = None, **options: Any
+        self, app: ASGIApp, store: Store | str, config: SessionConfig | None = None, **options: Any
     ) -> None:
         self.app = app
-        self.store = store
-        self.config = SessionConfig.from_options(config, **options)
+        # options first: a bad option should not leave a store connection open behind it
+        self.config = SessionConfig.from_options(resolve_config(config, "SessionMiddleware"), **options)
+        self.store = resolve_store(store, "SessionMiddleware")
         self.flow = SessionFlow(self.config)
         self._wanted = _WANTED | {self.config.header_name.lower().encode("latin-1")}
+        self._own = [(k.lower().encode("latin-1"), v.encode("latin-1"))
+                     for k, v in own_answer_headers(self.config)]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -156,13 +162,14 @@ class SessionMiddleware:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})  # policy violation
             return
-        await _plain(send, 403, CSRF_REFUSED, [])
+        await _plain(send, 403, CSRF_REFUSED, self._own)
 
     async def _unavailable(self, scope: Scope, send: Send) -> None:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1013})  # "try again later"
             return
-        await _plain(send, self.config.unavailable_status, UNAVAILABLE, [(b"retry-after", b"1")])
+        await _plain(send, self.config.unavailable_status, UNAVAILABLE,
+                     [(b"retry-after", b"1"), *self._own])
 
 
 async def _plain(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> None:
@@ -177,3 +184,29 @@ async def _plain(send: Send, status: int, body: bytes, extra: list[tuple[bytes, 
         ],
     })
     await send({"type": "http.response.body", "body": body})
+
+
+class _HasScope(Protocol):
+    @property
+    def scope(self) -> Scope: ...
+
+
+def get_session(request: _HasScope | Scope) -> Session:
+    """The request's session, typed: ``get_session(request)`` for a Starlette or FastAPI
+    ``Request`` (or ``WebSocket``), or ``get_session(scope)`` for a raw ASGI scope.
+
+    ``request.session`` works too, but Starlette types it as ``dict[str, Any]``, so type
+    checkers reject ``request.session.login(...)``; this returns a
+    :class:`~sessionkeeper.Session`. Raises ``SessionError`` if :class:`SessionMiddleware`
+    did not run for this request (not installed, or installed inside the route).
+    """
+    scope = request if isinstance(request, MutableMapping) else request.scope
+    session = scope.get("session")
+    if not isinstance(session, Session):
+        found = "nothing" if session is None else f"a {type(session).__name__}"
+        raise SessionError(
+            f"no sessionkeeper session on this request (scope['session'] is {found}); add "
+            "sessionkeeper.asgi.SessionMiddleware to the app's middleware (and remove "
+            "Starlette's own SessionMiddleware, which would replace it)"
+        )
+    return session

@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
+from . import __version__
 from .core.config import SessionConfig
 from .errors import SessionError
 from .stores.base import Store, open_store
@@ -113,6 +114,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sessionkeeper", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"sessionkeeper {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_store(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -122,7 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="run the demo site")
     d.add_argument("--host", default="127.0.0.1")
     d.add_argument("--port", type=int, default=8000)
-    d.add_argument("--store", default=None, help="store URL (default: SQLite file in the temp dir)")
+    d.add_argument("--store", default=None,
+                   help="store URL (default: SQLite in $XDG_STATE_HOME/sessionkeeper/demo.db, "
+                        "i.e. ~/.local/state/sessionkeeper/demo.db)")
     d.set_defaults(func=cmd_demo)
 
     pu = with_store(sub.add_parser("purge", help="delete expired sessions"))

@@ -6,24 +6,27 @@ lazily, so a view that never touches ``flask.session`` makes no store call.
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import timedelta
+from typing import Any, cast
 
 from flask import Flask, Request, Response
 from flask import session as flask_session
 from flask.sessions import SessionInterface as _FlaskSessionInterface
 from flask.sessions import SessionMixin
+from werkzeug.local import LocalProxy
 
+from ._adapter import own_answer_headers, resolve_config, resolve_store
 from .core.config import SessionConfig
 from .core.flow import RequestState, SessionFlow
 from .core.session import Session
 from .dispatch import emit_sync
 from .drivers import run_sync
-from .errors import StoreUnavailable
+from .errors import ConfigError, SessionError, StoreUnavailable
 from .responses import CSRF_REFUSED
 from .stores.base import Store
 from .wsgi import request_info
 
-__all__ = ["FlaskSession", "SessionInterface", "init_app"]
+__all__ = ["FlaskSession", "SessionInterface", "init_app", "session"]
 
 _UNAVAILABLE_BODY = "Session store unavailable; try again shortly.\n"
 _UNAVAILABLE_HEADERS = {
@@ -61,8 +64,8 @@ class FlaskSession(Session, SessionMixin):
 class SessionInterface(_FlaskSessionInterface):
     """Flask session interface backed by a sessionkeeper store."""
 
-    def __init__(self, store: Store, config: SessionConfig) -> None:
-        self.store = store
+    def __init__(self, store: Store | str, config: SessionConfig) -> None:
+        self.store = resolve_store(store, "SessionInterface")
         self.config = config
         self.flow = SessionFlow(config)
 
@@ -85,7 +88,7 @@ class SessionInterface(_FlaskSessionInterface):
         except StoreUnavailable:
             # Raised here, Flask would answer a plain 500; turn this response into the 503
             # the error handler gives for failures inside the view.
-            _make_unavailable(response, self.config.unavailable_status)
+            _make_unavailable(response, self.config.unavailable_status, own_answer_headers(self.config))
             return
         finally:
             if state.events:
@@ -93,42 +96,116 @@ class SessionInterface(_FlaskSessionInterface):
         for name, value in headers:
             if name == "Vary":
                 response.vary.add(value)
+            elif name == "Referrer-Policy":
+                # set, not added: the middleware's own 403/503 answers already carry it
+                response.headers[name] = value
             else:
                 response.headers.add(name, value)
 
 
-def _make_unavailable(response: Response, status: int) -> None:
+def _make_unavailable(response: Response, status: int, own: list[tuple[str, str]]) -> None:
     old = response.response
     close = getattr(old, "close", None)
     if close is not None:
         close()
     response.status_code = status
     response.set_data(_UNAVAILABLE_BODY)
-    for name, value in _UNAVAILABLE_HEADERS.items():
+    for name, value in [*_UNAVAILABLE_HEADERS.items(), *own]:
         response.headers[name] = value
 
 
+# Flask's session keys -> sessionkeeper options. Only keys the app changed from Flask's own
+# defaults are used: Flask puts every key in ``app.config`` (SESSION_COOKIE_SECURE=False among
+# them), and taking those would quietly undo sessionkeeper's secure defaults.
+_FLASK_KEYS = {
+    "SESSION_COOKIE_NAME": "cookie_name",
+    "SESSION_COOKIE_SECURE": "secure",
+    "SESSION_COOKIE_SAMESITE": "same_site",
+    "SESSION_COOKIE_HTTPONLY": "http_only",
+    "SESSION_COOKIE_PATH": "cookie_path",
+    "SESSION_COOKIE_DOMAIN": "cookie_domain",
+}
+
+
+def _lifetime(value: object) -> float | None:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _options_from_flask_config(app: Flask, explicit: dict[str, Any]) -> dict[str, Any]:
+    """The sessionkeeper options that ``app.config`` asks for, under the ``explicit`` ones.
+
+    Each ``SESSION_COOKIE_*`` key and ``PERMANENT_SESSION_LIFETIME`` counts only if the app
+    changed it from :attr:`flask.Flask.default_config`; explicit options always win.
+    """
+    defaults = Flask.default_config
+    found: dict[str, Any] = {}
+    for key, option in _FLASK_KEYS.items():
+        value = app.config.get(key, defaults.get(key))
+        if option in explicit or value == defaults.get(key):
+            continue
+        if option == "same_site" and isinstance(value, str):
+            value = value.lower()  # Flask writes "Lax"; any case is accepted
+        found[option] = value
+    raw = app.config.get("PERMANENT_SESSION_LIFETIME", defaults["PERMANENT_SESSION_LIFETIME"])
+    lifetime = _lifetime(raw)
+    if lifetime is None:
+        raise ConfigError(
+            f"PERMANENT_SESSION_LIFETIME must be a timedelta or a number of seconds, not {raw!r}"
+        )
+    if lifetime != _lifetime(defaults["PERMANENT_SESSION_LIFETIME"]):
+        # A permanent Flask session lives this long: the remembered session's absolute limit
+        # (and so the cookie's Max-Age); its idle limit is the usual one, but never longer.
+        absolute = _lifetime(explicit.get("remember_absolute_timeout", lifetime)) or lifetime
+        if "remember_absolute_timeout" not in explicit:
+            found["remember_absolute_timeout"] = lifetime
+        if "remember_idle_timeout" not in explicit:
+            usual = _lifetime(SessionConfig.remember_idle_timeout) or absolute
+            found["remember_idle_timeout"] = min(usual, absolute)
+    return found
+
+
 def init_app(
-    app: Flask, store: Store, config: SessionConfig | None = None, **options: Any
+    app: Flask, store: Store | str, config: SessionConfig | None = None, **options: Any
 ) -> SessionInterface:
     """Make ``flask.session`` a server-side session kept in ``store``.
 
-    ``options`` are the fields of :class:`~sessionkeeper.SessionConfig`. Returns the installed
-    session interface.
+    ``store`` is a :class:`~sessionkeeper.Store` or a store URL (``"sqlite:///sessions.db"``,
+    opened with :func:`~sessionkeeper.open_store`). ``options`` are the fields of
+    :class:`~sessionkeeper.SessionConfig`. Returns the installed session interface.
+
+    Flask's own keys in ``app.config`` (read once, here) are defaults under ``options``:
+    ``SESSION_COOKIE_NAME`` (``cookie_name``; still sent with the ``__Host-`` prefix while
+    the cookie qualifies), ``SESSION_COOKIE_SECURE`` (``secure``),
+    ``SESSION_COOKIE_SAMESITE`` (``same_site``, any case), ``SESSION_COOKIE_HTTPONLY``
+    (``http_only``), ``SESSION_COOKIE_PATH`` (``cookie_path``), ``SESSION_COOKIE_DOMAIN``
+    (``cookie_domain``) and ``PERMANENT_SESSION_LIFETIME`` (``remember_absolute_timeout``,
+    and ``remember_idle_timeout`` at most that: how long a session with
+    ``session.permanent = True`` lives). A key counts only when the app set it to something
+    other than Flask's default, because Flask fills in every key: ``SESSION_COOKIE_SECURE``
+    is ``False`` in every Flask app, and sessionkeeper keeps ``secure=True`` unless
+    ``secure=False`` is passed here. An explicit option always wins over ``app.config``;
+    a ``config=`` object is taken as it is, without ``app.config``.
     """
-    cfg = SessionConfig.from_options(config, **options)
-    interface = SessionInterface(store, cfg)
+    if config is None:
+        options = {**_options_from_flask_config(app, options), **options}
+    cfg = SessionConfig.from_options(resolve_config(config, "init_app"), **options)
+    interface = SessionInterface(resolve_store(store, "init_app"), cfg)
     app.session_interface = interface
+    own = dict(own_answer_headers(cfg))
 
     def unavailable(exc: StoreUnavailable) -> tuple[str, int, dict[str, str]]:
-        return (_UNAVAILABLE_BODY, cfg.unavailable_status, dict(_UNAVAILABLE_HEADERS))
+        return (_UNAVAILABLE_BODY, cfg.unavailable_status, {**_UNAVAILABLE_HEADERS, **own})
 
     app.register_error_handler(StoreUnavailable, unavailable)
 
     def refuse_cross_site() -> tuple[bytes, int, dict[str, str]] | None:
         session = flask_session._get_current_object()  # type: ignore[attr-defined]
         if isinstance(session, FlaskSession) and session.state is not None and session.state.csrf_failed:
-            headers = {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"}
+            headers = {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store", **own}
             return (CSRF_REFUSED, 403, headers)
         return None
 
@@ -137,3 +214,20 @@ def init_app(
         app.before_request_funcs.setdefault(None, []).insert(0, refuse_cross_site)
     app.extensions["sessionkeeper"] = interface
     return interface
+
+
+def _current_session() -> FlaskSession:
+    current = flask_session._get_current_object()  # type: ignore[attr-defined]
+    if not isinstance(current, FlaskSession):
+        raise SessionError(
+            "flask.session is not a sessionkeeper session in this app: call "
+            "sessionkeeper.flask.init_app(app, store=...) when creating the app"
+        )
+    return current
+
+
+#: ``flask.session`` typed as :class:`FlaskSession`, so that ``session.login(...)``,
+#: ``session.user_id`` and the rest type-check (Flask types its ``session`` as
+#: ``SessionMixin``). It is the same object: use it only inside a request of an app set up
+#: with :func:`init_app` (outside one, it raises as ``flask.session`` does).
+session: FlaskSession = cast(FlaskSession, LocalProxy(_current_session))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, TypeGuard
 
+from ._adapter import resolve_config, resolve_store
 from .core.config import SessionConfig
 from .core.events import SessionEvent
 from .core.lifecycle import Device, list_devices, revoke
@@ -26,9 +27,11 @@ class SessionManager:
     shares the store.
     """
 
-    def __init__(self, store: Store, config: SessionConfig | None = None, **options: Any) -> None:
-        self.store = store
-        self.config = SessionConfig.from_options(config, **options)
+    def __init__(self, store: Store | str, config: SessionConfig | None = None, **options: Any) -> None:
+        """``store`` is a :class:`~sessionkeeper.Store` or a store URL; ``config``/``options``
+        as for the middleware (the same ``id_secret`` names the same sessions)."""
+        self.config = SessionConfig.from_options(resolve_config(config, "SessionManager"), **options)
+        self.store = resolve_store(store, "SessionManager")
 
     def _secret(self) -> bytes:
         return self.config.id_secret_bytes

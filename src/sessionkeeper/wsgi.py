@@ -14,6 +14,7 @@ from http import HTTPStatus
 from types import TracebackType
 from typing import Any
 
+from ._adapter import own_answer_headers, resolve_config, resolve_store
 from .core.config import SessionConfig
 from .core.flow import RequestInfo, RequestState, SessionFlow, info_from_headers
 from .core.session import Session
@@ -55,15 +56,22 @@ def _close(iterable: Iterable[bytes]) -> None:
 
 
 class SessionMiddleware:
-    """Server-side sessions for any WSGI app: ``SessionMiddleware(app, store=..., **options)``."""
+    """Server-side sessions for any WSGI app: ``SessionMiddleware(app, store=..., **options)``.
+
+    ``store`` is a :class:`~sessionkeeper.Store` or a store URL (``"sqlite:///sessions.db"``,
+    opened with :func:`~sessionkeeper.open_store`); ``options`` are the fields of
+    :class:`~sessionkeeper.SessionConfig`. Wrong types are refused here, not on the first request.
+    """
 
     def __init__(
-        self, app: WSGIApp, store: Store, config: SessionConfig | None = None, **options: Any
+        self, app: WSGIApp, store: Store | str, config: SessionConfig | None = None, **options: Any
     ) -> None:
         self.app = app
-        self.store = store
-        self.config = SessionConfig.from_options(config, **options)
+        # options first: a bad option should not leave a store connection open behind it
+        self.config = SessionConfig.from_options(resolve_config(config, "SessionMiddleware"), **options)
+        self.store = resolve_store(store, "SessionMiddleware")
         self.flow = SessionFlow(self.config)
+        self._own = own_answer_headers(self.config)
 
     def open(self, environ: dict[str, Any]) -> tuple[RequestState, Session]:
         """The request's state and a lazily loading session for it."""
@@ -75,7 +83,7 @@ class SessionMiddleware:
         state, session = self.open(environ)
         try:
             if state.csrf_failed:
-                return _plain(start_response, 403, CSRF_REFUSED, [])
+                return _plain(start_response, 403, CSRF_REFUSED, self._own)
             environ[ENVIRON_KEY] = session
             return self._call(environ, start_response, state, session)
         finally:
@@ -120,7 +128,8 @@ class SessionMiddleware:
         except StoreUnavailable:
             if started:
                 raise
-            return _plain(start_response, self.config.unavailable_status, UNAVAILABLE, [("Retry-After", "1")])
+            return _plain(start_response, self.config.unavailable_status, UNAVAILABLE,
+                          [("Retry-After", "1"), *self._own])
 
 
 def _plain(

@@ -17,9 +17,15 @@ from typing import Literal
 AnomalyPolicy = Literal["ignore", "log", "rotate", "reauthenticate", "revoke"]
 
 _BROWSERS = (  # order matters: Edge and Opera claim to be Chrome, Chrome claims to be Safari
+    # crawlers first: they claim to be a browser too
+    ("bot", re.compile(r"(?i)\bcompatible; ?[\w.-]*(?:bot|spider|crawler)\b|\b(?:Googlebot|bingbot|"
+                       r"Applebot|DuckDuckBot|YandexBot|Baiduspider|facebookexternalhit)/")),
     ("Edge", re.compile(r"\bEdg(e|A|iOS)?/")),
-    ("Opera", re.compile(r"\bOPR/|\bOpera\b")),
+    ("Opera", re.compile(r"\bOPR/|\bOPT/|\bOpera\b")),
+    ("Samsung Internet", re.compile(r"\bSamsungBrowser/")),
     ("Firefox", re.compile(r"\bFirefox/|\bFxiOS/")),
+    # "HeadlessChrome/" has no word boundary before "Chrome/": it used to read as Safari
+    ("Chrome (headless)", re.compile(r"\bHeadlessChrome/")),
     ("Chrome", re.compile(r"\bChrome/|\bCriOS/|\bChromium/")),
     ("Safari", re.compile(r"\bSafari/")),
     ("curl", re.compile(r"^curl/")),
@@ -28,6 +34,7 @@ _BROWSERS = (  # order matters: Edge and Opera claim to be Chrome, Chrome claims
 _SYSTEMS = (
     ("Android", re.compile(r"Android")),
     ("iOS", re.compile(r"iPhone|iPad|iPod")),
+    ("ChromeOS", re.compile(r"\bCrOS\b")),
     ("Windows", re.compile(r"Windows")),
     ("macOS", re.compile(r"Mac OS X|Macintosh")),
     ("Linux", re.compile(r"Linux|X11")),
