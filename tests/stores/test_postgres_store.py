@@ -251,8 +251,9 @@ def test_each_operation_is_one_statement_in_one_round_trip(proxy: PgProxy, mode:
         with running(store, mode) as run:  # type: ignore[arg-type]
             before = proxy.snapshot()
             assert run(Count(NOW)) == 0
-            # First use: the DDL (one simple query) and then the operation itself.
-            assert wire(before, proxy.snapshot()) == (2, 2)
+            # First use: the table's look-up, the DDL (it is missing: one simple query), then
+            # the operation itself. Later operations are one statement each.
+            assert wire(before, proxy.snapshot()) == (3, 3)
             # psycopg prepares a statement on its 5th execution, at the cost of one extra
             # round trip that once; warm up past that so the measured calls show the steady state.
             warm_up = 6 if prepare is not None else 0
@@ -374,9 +375,62 @@ def test_concurrent_first_use_by_many_processes_creates_the_table_once() -> None
         drop_table(table)
 
 
-def test_missing_table_says_how_to_create_it() -> None:
-    with open_store(URL, table=new_table()) as store, pytest.raises(StoreError, match="create_schema"):
-        store.load(key(1), NOW)
+@pytest.mark.parametrize("mode", MODES)
+def test_missing_table_without_create_schema_says_how_to_create_it(mode: str) -> None:
+    """Issue 9.3: with create_schema=false, a missing table is a StoreError that names the
+    table and the two fixes, raised before any session statement runs."""
+    table = new_table()
+    store = open_store(URL, table=table, create_schema=False)
+    with running(store, mode) as run:  # type: ignore[arg-type]
+        for op in (Load(key(1), NOW), Create(key(1), rec())):
+            with pytest.raises(StoreError) as info:
+                run(op)
+            text = str(info.value)
+            assert table in text and "store.ddl()" in text and "create_schema=true" in text
+            assert "relation" not in text  # not the server's message from deep inside a statement
+    with admin() as conn:
+        assert conn.execute("SELECT to_regclass(%s)", [table]).fetchone() == (None,)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_readme_url_works_as_written_on_a_new_database(mode: str) -> None:
+    """Issue 9.3: ``open_store("postgresql://...")`` with no options creates the table on
+    first use (it used to fail the first request: relation ... does not exist)."""
+    dbname = "sk_new_" + secrets.token_hex(4)
+    with admin() as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(dbname)))
+    try:
+        store = open_store(f"postgresql://postgres@127.0.0.1:5432/{dbname}")
+        with running(store, mode) as run:  # type: ignore[arg-type]
+            assert run(Create(key(1), rec()))
+            assert run(Load(key(1), NOW)) == rec()
+    finally:
+        with admin() as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+
+
+def test_an_existing_table_is_used_without_create_rights() -> None:
+    """The default create_schema=true only looks the table up when it exists: an app role
+    that may not CREATE (PostgreSQL 15+ default for public) still works."""
+    table = new_table()
+    role = "sk_app_" + secrets.token_hex(4)
+    with admin() as conn:
+        conn.execute(ddl(table))
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {}").format(
+            sql.Identifier(table), sql.Identifier(role)))
+    try:
+        with admin() as conn:  # the premise (PostgreSQL 15+'s default): no CREATE in public
+            premise = conn.execute("SELECT has_schema_privilege(%s, 'public', 'CREATE')", [role])
+            assert premise.fetchone() == (False,)
+        with open_store(f"postgresql://{role}@127.0.0.1:5432/test", table=table) as store:
+            assert store.execute(Create(key(1), rec()))
+            assert store.load(key(1), NOW) == rec()
+            assert store.ddl() == ddl(table)
+    finally:
+        drop_table(table)
+        with admin() as conn:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
 # ---- hostile input ----------------------------------------------------------------------

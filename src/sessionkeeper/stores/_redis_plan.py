@@ -85,6 +85,7 @@ from redis.exceptions import (
     AuthorizationError,
     ClusterDownError,
     ClusterError,
+    MaxConnectionsError,
     NoScriptError,
     ReadOnlyError,
     RedisClusterException,
@@ -134,23 +135,43 @@ REDIS_ERRORS = (RedisError, RedisClusterException)
 MAX_HOPS = 4  # renames of one session an Apply follows while it waits (a chain of moves)
 
 
-def translate(exc: BaseException) -> StoreError:
-    """The sessionkeeper error for a redis-py error: unreachable or failing over -> 503."""
+class PoolBusy(MaxConnectionsError):
+    """Every connection stayed in use for the whole ``pool_timeout``: the store is busy, not
+    down. Raised by the store's gate (a redis error, so a plan sees it like any other)."""
+
+    def __init__(self, connections: int, waited: float) -> None:
+        self.connections = connections
+        self.waited = waited
+        super().__init__(f"all {connections} connections stayed in use for {waited:g}s")
+
+
+def translate(exc: BaseException, where: str = "redis") -> StoreError:
+    """The sessionkeeper error for a redis-py error: unreachable or failing over -> 503.
+
+    ``where`` names the store (its URL without password) in the message.
+    """
     if isinstance(exc, AuthenticationError | AuthorizationError):
-        err: StoreError = StoreError(f"redis refused the credentials: {exc}")
+        err: StoreError = StoreError(f"{where} refused the credentials: {exc}")
+    elif isinstance(exc, PoolBusy):
+        err = StoreUnavailable(
+            f"{where} busy (reachable, but {exc}): raise max_connections or pool_timeout, "
+            "or look for what holds connections so long (slow commands, a hung server)"
+        )
+    elif isinstance(exc, MaxConnectionsError):  # a pool found empty all the same
+        err = StoreUnavailable(f"{where} busy (reachable, but every connection is in use): {exc}")
     elif isinstance(
         exc,
         RedisConnectionError | RedisTimeoutError | ClusterDownError | ClusterError | TryAgainError
         | ReadOnlyError | RedisClusterException,
     ):
-        err = StoreUnavailable(f"redis unavailable: {type(exc).__name__}: {exc}")
+        err = StoreUnavailable(f"{where} unavailable: {type(exc).__name__}: {exc}")
     else:
-        err = StoreError(f"redis error: {type(exc).__name__}: {exc}")
+        err = StoreError(f"{where} error: {type(exc).__name__}: {exc}")
     err.__cause__ = exc
     return err
 
 
-def drive_sync(plan: Plan[T], io: Callable[[Request], Any]) -> T:
+def drive_sync(plan: Plan[T], io: Callable[[Request], Any], where: str = "redis") -> T:
     """Run ``plan``, doing each request with ``io``; redis errors go back in translated."""
     try:
         request = next(plan)
@@ -162,7 +183,7 @@ def drive_sync(plan: Plan[T], io: Callable[[Request], Any]) -> T:
             try:
                 reply = io(request)
             except REDIS_ERRORS as exc:
-                request = plan.throw(translate(exc))
+                request = plan.throw(translate(exc, where))
             else:
                 request = plan.send(reply)
     except StopIteration as stop:
@@ -171,7 +192,7 @@ def drive_sync(plan: Plan[T], io: Callable[[Request], Any]) -> T:
         plan.close()
 
 
-async def drive_async(plan: Plan[T], io: Callable[[Request], Awaitable[Any]]) -> T:
+async def drive_async(plan: Plan[T], io: Callable[[Request], Awaitable[Any]], where: str = "redis") -> T:
     """:func:`drive_sync` for an async ``io``."""
     try:
         request = next(plan)
@@ -183,7 +204,7 @@ async def drive_async(plan: Plan[T], io: Callable[[Request], Awaitable[Any]]) ->
             try:
                 reply = await io(request)
             except REDIS_ERRORS as exc:
-                request = plan.throw(translate(exc))
+                request = plan.throw(translate(exc, where))
             else:
                 request = plan.send(reply)
     except StopIteration as stop:

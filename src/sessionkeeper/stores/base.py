@@ -10,13 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
+import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from ..core.records import Apply, Count, Create, Delete, ListUser, Load, Meta, Op, Purge, Record, Rename
-from ..errors import ConfigError, StoreError
+from ..errors import ConfigError, StoreError, StoreUnavailable
+
+log = logging.getLogger("sessionkeeper")
+
+#: the storage key :meth:`Store.ping` loads: well formed, and no token hashes to it in practice
+#: (a read of a key nobody has, so a ping never changes anything)
+PING_KEY = "0" * 64
 
 
 class Store(ABC):
@@ -24,6 +33,53 @@ class Store(ABC):
 
     #: a name for messages and diagnostics, e.g. ``"sqlite"``
     name: ClassVar[str] = "store"
+
+    # Outage bookkeeping (see :func:`report_unavailable`): the monotonic time the current
+    # outage began, or None while the store answers. A class attribute, so that subclasses
+    # need not call ``super().__init__``; an instance gets its own on its first failure.
+    _down_since: float | None = None
+    _down_failures: int = 0
+    _opened_as: str | None = None
+
+    @property
+    def address(self) -> str:
+        """Where this store lives, as a URL without password or options, for messages and
+        logs (e.g. ``redis://127.0.0.1:6379/0``). Backends with a network address override it;
+        otherwise it is the URL :func:`open_store` was given, redacted."""
+        return self._opened_as or f"{self.name}://"
+
+    def ping(self) -> float:
+        """Check that the store answers: one round trip (a read of a key nobody has).
+
+        Returns the seconds it took. Raises :class:`~sessionkeeper.errors.StoreUnavailable`
+        (unreachable, timing out, every connection busy) or
+        :class:`~sessionkeeper.errors.StoreError` (e.g. a missing table, refused credentials),
+        with a message that names the store without its password. Call it at startup or from
+        a health endpoint; an outage it meets is logged like one a request meets.
+        """
+        started = time.monotonic()
+        try:
+            self.execute(Load(PING_KEY, time.time()))
+        except BaseException as exc:
+            err = _ping_error(self, exc)
+            if err is exc:
+                raise
+            raise err from exc
+        report_ok(self, started)
+        return time.monotonic() - started
+
+    async def aping(self) -> float:
+        """:meth:`ping` from async code, through the store's async face."""
+        started = time.monotonic()
+        try:
+            await self.aexecute(Load(PING_KEY, time.time()))
+        except BaseException as exc:
+            err = _ping_error(self, exc)
+            if err is exc:
+                raise
+            raise err from exc
+        report_ok(self, started)
+        return time.monotonic() - started
 
     @abstractmethod
     def execute(self, op: Op) -> Any:
@@ -169,4 +225,80 @@ def open_store(url: str, **options: Any) -> Store:
             f"unsupported store URL scheme {parts.scheme!r}; supported: "
             + ", ".join(f"{s}://" for s in SCHEMES)
         )
-    return opener(parts, options)
+    store = opener(parts, options)
+    if store._opened_as is None:
+        store._opened_as = redact_url(parts)
+    return store
+
+
+def redact_url(parts: SplitResult) -> str:
+    """``parts`` as a URL for messages: no password, no query (options may hold secrets)."""
+    netloc = parts.netloc
+    creds, at, hosts = netloc.rpartition("@")
+    if at:
+        user = creds.partition(":")[0]
+        netloc = f"{user}@{hosts}" if user else hosts
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+# ---- outages: logged once each, with their cause and their end -----------------------------
+#
+# The drivers (and ping) report every StoreUnavailable and every success. The first failure
+# of an outage logs its cause on logger "sessionkeeper" (ERROR); later failures only count;
+# the first operation that *started* after the outage began and succeeded ends it and logs
+# the recovery (WARNING). An operation that started before the outage and succeeds late
+# proves nothing, so it does not end it (no flapping log lines). The lock is taken only on
+# these transitions; the success path is one attribute read.
+
+_outage_lock = threading.Lock()
+
+
+def report_unavailable(store: Store, exc: BaseException) -> None:
+    """Note that ``store`` failed with ``exc`` (a StoreUnavailable); log it if it is new."""
+    with _outage_lock:
+        if store._down_since is not None:
+            store._down_failures += 1
+            return
+        store._down_since = time.monotonic()
+        store._down_failures = 1
+    log.error(
+        "session store %s unavailable: %s. Requests that need it get 503 until it answers "
+        "again; this is logged once per outage.",
+        store.address, _oneline(exc),
+    )
+
+
+def report_ok(store: Store, started: float) -> None:
+    """Note that an operation on ``store`` that began at ``started`` (monotonic) succeeded."""
+    since = store._down_since
+    if since is None or started < since:
+        return
+    with _outage_lock:
+        if store._down_since is None:
+            return
+        failures, store._down_since = store._down_failures, None
+    log.warning(
+        "session store %s reachable again after %.1f s (%d operations failed meanwhile)",
+        store.address, time.monotonic() - since, failures,
+    )
+
+
+def _oneline(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _ping_error(store: Store, exc: BaseException) -> BaseException:
+    """The error a ping raises for ``exc``: a StoreError that names the store."""
+    if isinstance(exc, StoreUnavailable):
+        report_unavailable(store, exc)
+    if not isinstance(exc, Exception):
+        return exc  # KeyboardInterrupt, CancelledError …: not the store's doing
+    where = store.address
+    text = _oneline(exc)
+    if isinstance(exc, StoreError):
+        if where in text:
+            return exc
+        cls = StoreUnavailable if isinstance(exc, StoreUnavailable) else StoreError
+        return cls(f"{where}: {text}")
+    return StoreError(f"{where}: ping failed: {type(exc).__name__}: {text}")

@@ -1,6 +1,6 @@
 """PostgreSQL store: one row per session, fields in a ``jsonb`` object, psycopg 3 pools.
 
-``open_store("postgresql://user:password@host:5432/dbname?create_schema=true")``
+``open_store("postgresql://user:password@host:5432/dbname")``
 
 Options (URL query or keyword arguments; keywords win):
 
@@ -8,9 +8,13 @@ Options (URL query or keyword arguments; keywords win):
     table name (default ``sessionkeeper_sessions``); ``schema``: its schema (default: the
     connection's ``search_path``).
 ``create_schema``
-    ``true``: create the table and its indexes on first use (``IF NOT EXISTS``, serialized by
-    an advisory lock, so many processes may start at once). Default ``false``: run
-    :func:`ddl` in your migrations.
+    Default ``true``: on the first use of the store (or :meth:`~.base.Store.ping`), if the
+    table is missing, create it and its indexes (``IF NOT EXISTS``, serialized by an advisory
+    lock, so many processes may start at once). An existing table is only looked up (one
+    ``to_regclass`` query, once per process), so a role without CREATE rights works too.
+    ``false``: the table comes from your migrations (:meth:`PostgresStore.ddl`); if it is
+    missing, the first use fails with a :class:`~sessionkeeper.errors.StoreError` that says
+    so, not an obscure "relation does not exist" in the middle of a request.
 ``unlogged``
     ``true``: create an UNLOGGED table: faster writes, but PostgreSQL empties it after a crash
     (everyone signs in again). Only matters when the table is created.
@@ -19,7 +23,9 @@ Options (URL query or keyword arguments; keywords win):
     async pool).
 ``pool_timeout``
     seconds an operation waits for a connection before failing with
-    :class:`~sessionkeeper.errors.StoreUnavailable` (default 5).
+    :class:`~sessionkeeper.errors.StoreUnavailable` (default 5): a burst larger than the pool
+    queues for a free connection; the error, if the wait runs out, says whether every
+    connection was busy or the server could not be reached.
 ``connect_timeout``
     seconds to establish one connection (default 5).
 ``reconnect_timeout``
@@ -44,7 +50,7 @@ from __future__ import annotations
 import asyncio
 import select
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, quote, urlencode, urlunsplit
@@ -52,6 +58,7 @@ from urllib.parse import SplitResult, parse_qsl, quote, urlencode, urlunsplit
 try:
     import psycopg
     from psycopg import errors as pg_errors
+    from psycopg import sql
     from psycopg.conninfo import conninfo_to_dict
     from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolClosed, PoolTimeout
 except ImportError as exc:  # pragma: no cover - depends on the installation
@@ -66,6 +73,8 @@ from ._postgres_sql import DEFAULT_TABLE, Step
 from .base import Store
 
 __all__ = ["DEFAULT_TABLE", "PostgresStore", "ddl"]
+
+_TABLE_EXISTS = sql.Composed([sql.SQL("SELECT to_regclass(%s) IS NOT NULL")])
 
 def ddl(table: str = DEFAULT_TABLE, *, schema: str | None = None, unlogged: bool = False) -> str:
     """The SQL that creates the session table and its indexes, for your migrations.
@@ -160,7 +169,7 @@ class PostgresStore(Store):
         *,
         table: str = DEFAULT_TABLE,
         schema: str | None = None,
-        create_schema: bool = False,
+        create_schema: bool = True,
         unlogged: bool = False,
         min_size: int = 1,
         max_size: int = 10,
@@ -189,6 +198,7 @@ class PostgresStore(Store):
         user = str(params.get("user") or "")
         dbname = params.get("dbname") or user
         self.where = f"PostgreSQL {user + '@' if user else ''}{host}:{port}/{dbname}"
+        self._address = f"postgresql://{user + '@' if user else ''}{host}:{port}/{dbname}"
 
         connect_kwargs: dict[str, Any] = {
             "autocommit": True,  # one statement = one transaction = one round trip
@@ -210,7 +220,7 @@ class PostgresStore(Store):
         }
         self._lock = threading.Lock()
         self._closed = False
-        self._ready = not self._create_schema
+        self._ready = False  # the table has been seen (or made) by this store
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._apool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
         self._aloop: asyncio.AbstractEventLoop | None = None
@@ -247,6 +257,16 @@ class PostgresStore(Store):
     def __repr__(self) -> str:
         return f"<PostgresStore {self.where} table={self._statements.table!r}>"
 
+    @property
+    def address(self) -> str:
+        """The server as a URL without password: ``postgresql://user@host:port/dbname``."""
+        return self._address
+
+    def ddl(self) -> str:
+        """The SQL that creates this store's table and indexes, for your migrations (what
+        ``create_schema=true`` runs when the table is missing)."""
+        return self._statements.ddl.as_string()
+
     # ---- the single source: plans -------------------------------------------------------
 
     def _plan(self, op: Op) -> q.Plan:
@@ -255,12 +275,33 @@ class PostgresStore(Store):
             return plan
         return q.after(self._ensure_schema(), plan)
 
-    def _ensure_schema(self) -> Iterator[Step]:
-        yield Step(self._statements.ensure, None)
-        self._ready = True  # reached once the DDL has succeeded
+    def _ensure_schema(self) -> Generator[Step, Any, None]:
+        """Once per store: look the table up; create it if allowed, else say how to."""
+        st = self._statements
+        # Identifiers are checked plain names ([A-Za-z_][A-Za-z0-9_]*): quoting them is exact.
+        name = (f'"{st.schema}".' if st.schema else "") + f'"{st.table}"'
+        rows = yield Step(_TABLE_EXISTS, [name])
+        if not (rows and rows[0][0]):
+            if not self._create_schema:
+                raise StoreError(
+                    f"{self.where}: the session table {name} does not exist. Create it in a "
+                    "migration with the SQL of store.ddl() (sessionkeeper.stores.postgres.ddl()), "
+                    "or open the store with create_schema=true (the default) to create it on first use"
+                )
+            yield Step(st.ensure, None)
+        self._ready = True  # reached once the table is known to exist
+
+    def _pool_was_full(self, asynchronous: bool) -> bool:
+        """After a PoolTimeout: did the pool hold all its connections (busy), or too few
+        because connecting failed (unreachable)?"""
+        pool: Any = self._apool if asynchronous else self._pool
+        if pool is None:
+            return False
+        stats = pool.get_stats()
+        return int(stats.get("pool_size", 0)) >= self._max_size and not stats.get("pool_available", 0)
 
     @contextmanager
-    def _errors(self) -> Iterator[None]:
+    def _errors(self, asynchronous: bool = False) -> Iterator[None]:
         """Turn driver errors into this library's: unreachable -> StoreUnavailable, else StoreError."""
         try:
             yield
@@ -269,8 +310,14 @@ class PostgresStore(Store):
         except PoolClosed as exc:
             raise StoreError(f"{self.where}: the store is closed") from exc
         except PoolTimeout as exc:
+            if self._pool_was_full(asynchronous):
+                raise StoreUnavailable(
+                    f"{self.where} busy (reachable, but all {self._max_size} connections stayed "
+                    f"in use for {self._pool_timeout:g}s): raise max_size or pool_timeout, or look "
+                    "for slow statements or locks"
+                ) from exc
             raise StoreUnavailable(
-                f"{self.where} unavailable: no connection within {self._pool_timeout:g}s "
+                f"{self.where} unavailable: could not connect within {self._pool_timeout:g}s "
                 "(the psycopg.pool log says why connecting failed)"
             ) from exc
         except psycopg.OperationalError as exc:  # connection refused or lost, shutdown, too many …
@@ -347,7 +394,7 @@ class PostgresStore(Store):
     async def aexecute(self, op: Op) -> Any:
         """Perform ``op`` on a connection from the async pool (opened in the running loop)."""
         plan = self._plan(op)
-        with self._errors():
+        with self._errors(asynchronous=True):
             try:
                 step = next(plan)
             except StopIteration as stop:

@@ -16,7 +16,7 @@ from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from ..core.records import Apply, Count, Create, Delete, ListUser, Load, Op, Purge, Rename
 from ..errors import ConfigError, StoreError
-from .base import Store
+from .base import Store, redact_url
 
 try:
     import redis
@@ -34,7 +34,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "the Redis store needs redis-py: pip install 'sessionkeeper[redis]'"
     ) from exc
 
-from ._redis_plan import Layout, Nodes, Plan, RedisPlans, Request, drive_async, drive_sync
+from ._redis_plan import Layout, Nodes, Plan, PoolBusy, RedisPlans, Request, drive_async, drive_sync
 
 Kind = Literal["single", "cluster", "sentinel"]
 
@@ -113,12 +113,16 @@ class RedisStore(Store):
         Must not contain ``{`` or ``}``.
     ``socket_timeout`` (5.0), ``connect_timeout`` (5.0)
         Seconds before a read or a connect gives up with :class:`StoreUnavailable`.
-    ``max_connections`` (100), ``pool_timeout`` (0)
-        Pool size (per node in a Cluster). With ``pool_timeout`` 0 a request that finds every
-        connection busy fails at once with :class:`StoreUnavailable` (a 503: overload is
-        shed, not queued); with ``pool_timeout`` > 0 it waits that long for a free one. The
-        waiting pool costs about 20-25 µs more per command in redis-py's asyncio client
-        (measured here), which is why it is not the default.
+    ``max_connections`` (100), ``pool_timeout`` (2.0)
+        At most ``max_connections`` commands of this store (per face: sync, async) are in
+        flight at once, so each pool (each node's pool in a Cluster) never needs more
+        connections than that. A command that finds them all busy *waits* for one, up to
+        ``pool_timeout`` seconds, so a burst queues instead of failing; only when the wait
+        runs out does it fail with :class:`StoreUnavailable` ("busy: all N connections in
+        use"), a 503 that says it was not an outage. ``pool_timeout=0`` sheds at once
+        instead. The wait is this store's own: a free connection is taken without waiting or
+        locking (redis-py's non-blocking pool, about 20 µs per command cheaper than its
+        ``BlockingConnectionPool`` in asyncio), and only a command that finds none queues.
     ``username``, ``password``, ``client_name``
         ``username``/``password`` override those in the URL.
     ``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``, ``ssl_cert_reqs`` (``"required"``),
@@ -169,7 +173,7 @@ class RedisStore(Store):
         socket_timeout: float = 5.0,
         connect_timeout: float = 5.0,
         max_connections: int = 100,
-        pool_timeout: float = 0.0,
+        pool_timeout: float = 2.0,
         username: str | None = None,
         password: str | None = None,
         client_name: str | None = None,
@@ -238,6 +242,16 @@ class RedisStore(Store):
                 ssl_check_hostname=(ssl_cert_reqs != "none" if ssl_check_hostname is None
                                     else ssl_check_hostname),
             )
+        # Without the password: for messages and logs.
+        scheme = ("rediss" if ssl else "redis") + {"single": "", "cluster": "+cluster",
+                                                   "sentinel": "+sentinel"}[kind]
+        hosts_text = ",".join(f"{h}:{p}" for h, p in self.hosts)
+        path = f"/{service}/{db}" if kind == "sentinel" else "" if kind == "cluster" else f"/{db}"
+        self._address = redact_url(urlsplit(
+            f"{scheme}://{username + '@' if username else ''}{hosts_text}{path}"))
+        # The gates: how many commands may hold a connection at once (see max_connections).
+        self._gate = threading.BoundedSemaphore(max_connections)
+        self._agate: asyncio.Semaphore | None = None
         layout = Layout(prefix, cluster=kind == "cluster", rename_ttl=rename_ttl, index_grace=index_grace,
                         move_wait=move_wait)
         self.plans = RedisPlans(layout)
@@ -285,6 +299,14 @@ class RedisStore(Store):
             hosts = _hosts(host_text, 6379)
         return cls(hosts, kind=kind, db=db, service=unquote(service) if service else None, ssl=ssl, **kwargs)
 
+    @property
+    def address(self) -> str:
+        """This store's servers as a URL without password, e.g. ``redis://127.0.0.1:6379/0``."""
+        return self._address
+
+    def __repr__(self) -> str:
+        return f"<RedisStore {self._address}>"
+
     # ---- the two faces -------------------------------------------------------------------
 
     def _plan(self, op: Op) -> Plan[Any]:
@@ -310,13 +332,28 @@ class RedisStore(Store):
 
     def execute(self, op: Op) -> Any:
         """Perform one operation with the sync client."""
-        return drive_sync(self._plan(op), self._io)
+        return drive_sync(self._plan(op), self._io, self._address)
 
     async def aexecute(self, op: Op) -> Any:
         """Perform one operation with the async client (made in this loop on first use)."""
-        return await drive_async(self._plan(op), self._aio)
+        return await drive_async(self._plan(op), self._aio, self._address)
+
+    def _busy(self) -> PoolBusy:
+        return PoolBusy(self.max_connections, self.pool_timeout)
 
     def _io(self, request: Request) -> Any:
+        gate = self._gate
+        # Fast path: a free slot, taken without waiting. Slow path: wait, bounded.
+        if not gate.acquire(blocking=False) and not (
+            self.pool_timeout > 0 and gate.acquire(timeout=self.pool_timeout)
+        ):
+            raise self._busy()
+        try:
+            return self._io_now(request)
+        finally:
+            gate.release()
+
+    def _io_now(self, request: Request) -> Any:
         client = self._sync_client()
         if isinstance(request, Nodes):
             return client.get_primaries() if self.kind == "cluster" else [None]
@@ -334,6 +371,24 @@ class RedisStore(Store):
 
     async def _aio(self, request: Request) -> Any:
         client = self._async_client()
+        gate = self._agate
+        assert gate is not None  # made with the client
+        if gate.locked():  # every slot taken (or others already queue): wait, bounded
+            if self.pool_timeout <= 0:
+                raise self._busy()
+            try:
+                async with asyncio.timeout(self.pool_timeout):
+                    await gate.acquire()
+            except TimeoutError:
+                raise self._busy() from None
+        else:  # a free slot: acquire() returns without suspending
+            await gate.acquire()
+        try:
+            return await self._aio_now(client, request)
+        finally:
+            gate.release()
+
+    async def _aio_now(self, client: Any, request: Request) -> Any:
         if isinstance(request, Nodes):
             if self.kind != "cluster":
                 return [None]
@@ -368,6 +423,7 @@ class RedisStore(Store):
         loop = asyncio.get_running_loop()
         if self._async is None or self._async_loop is not loop:
             self._async = self._make_client(asynchronous=True)
+            self._agate = asyncio.Semaphore(self.max_connections)
             self._async_loop = loop
         return self._async
 
@@ -395,15 +451,14 @@ class RedisStore(Store):
             self._sentinels[asynchronous] = list(sentinel.sentinels)
             return client
         host, port = self.hosts[0]
-        waiting = {"timeout": self.pool_timeout} if self.pool_timeout > 0 else {}
-        pool_cls = lib.BlockingConnectionPool if waiting else lib.ConnectionPool
-        pool = pool_cls(
+        # The non-blocking pool: the gate in _io/_aio does the waiting, so the pool never
+        # finds itself empty, and taking a free connection costs no condition variable.
+        pool = lib.ConnectionPool(
             host=host,
             port=port,
             db=self.db,
             connection_class=lib.SSLConnection if self.ssl else lib.Connection,
             max_connections=self.max_connections,
-            **waiting,
             **{k: v for k, v in kwargs.items() if v is not None},
         )
         return lib.Redis.from_pool(pool)
