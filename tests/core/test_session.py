@@ -15,9 +15,9 @@ from sessionkeeper.core.session import Session
 from .conftest import T0, FakeClock
 
 
-def record(**values: object) -> Record:
+def record(user_id: str | None = "u1", **values: object) -> Record:
     meta = Meta(created_at=T0 - 100, last_seen=T0 - 10, expires_at=T0 + 1790, absolute_at=T0 + 43100,
-                user_id="u1", auth_at=T0 - 100)
+                user_id=user_id, auth_at=None if user_id is None else T0 - 100)
     return Record({k: codec.encode(k, v) for k, v in values.items()}, meta)
 
 
@@ -117,7 +117,9 @@ def test_delete_and_readd() -> None:
 
 
 def test_clear_deletes_only_the_keys_seen() -> None:
-    s = session(record(a=1, b=2))
+    # An anonymous session: clear() empties it and keeps it (a signed-in one is logged out,
+    # see tests/core/test_remember.py and tests/security/test_v7_logout.py).
+    s = session(record(None, a=1, b=2))
     s["c"] = 3
     s.clear()
     assert len(s) == 0

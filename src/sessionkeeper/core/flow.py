@@ -5,35 +5,64 @@
    or URL). Absent, repeated, oversized or malformed -> no token: no store call is made for it.
    With ``csrf`` on, a cross-site unsafe request is refused here, before the app runs.
 2. :meth:`SessionFlow.load` is a generator of store operations returning the live record or
-   ``None``. It enforces the *current* timeouts (strict mode: a value the store does not hold
-   is never adopted), follows a renewal alias during its grace window, checks the client's
-   fingerprint against the one recorded at login and applies the anomaly policy, and notices
-   bursts of unknown IDs. Adapters run it eagerly (ASGI) or on first access (WSGI, Flask).
+   ``None``. It enforces the *current* timeouts, or the session's own ones after
+   ``remember()`` (strict mode: a value the store does not hold is never adopted), follows a
+   renewal alias during its grace window, checks the client's fingerprint against the one
+   recorded at login and applies the anomaly policy (:mod:`.anomaly`), and notices bursts of
+   unknown IDs. Adapters run it eagerly (ASGI) or on first access (WSGI, Flask).
 3. After the app, :meth:`SessionFlow.commit` is a generator too: it yields the store operations
    that save the session and returns the headers to add. Untouched, unchanged and no touch
    due -> it yields nothing. Audit events collect in ``RequestState.events`` for the adapter
    to hand to subscribers.
 
 The drivers in :mod:`sessionkeeper.drivers` run the generators against a store, sync or async.
+
+Fingerprint drift (``anomaly_policy``), decided by :func:`.anomaly.respond`. The drifted
+request is the one that loses; no policy hands it a cookie for the signed-in session:
+
+- ``"ignore"``: nothing happens. ``"log"`` (default): one ``anomaly`` event per drifted
+  client; both clients keep using the session (detection only).
+- ``"reauthenticate"``: the session stays signed in, but its authentication time is dropped:
+  the owner must re-enter the password before a sensitive action, and the drifted request sees
+  ``recently_authenticated()`` False, always.
+- ``"rotate"``: the drifted request's token is not honoured: it gets a fresh anonymous
+  session, and a cookie replacing (or deleting) the stolen one; the owner's session, its ID and
+  cookie are left exactly as they were.
+- ``"revoke"``: the session is deleted; both clients start anonymous.
+
+In a drifted request the flow itself never renews, re-sends or refreshes the session's token.
+
+Persistent sessions ("remember me", :meth:`Session.remember`): the session's own idle and
+absolute limits are kept in its metadata (:func:`.lifecycle.limits`) and govern expiry, touches
+and the cookie, which then carries ``Max-Age`` = seconds left until the absolute limit, set
+whenever the token is handed out (create, rotation, the change itself).
+
+A ``Secure`` cookie set in answer to plain HTTP for a host that is not loopback is dropped by
+the browser: :func:`warn_insecure_cookie` logs that once per process, with the fixes.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
 from ..errors import ConfigError
-from . import ids
+from . import anomaly, ids
+from .clock import Timeouts
 from .config import SessionConfig, normalize_origin
 from .cookies import MAX_VALUE, read_token
 from .events import EventKind, SessionEvent
-from .fingerprint import Client, drift, ip_prefix
-from .lifecycle import alive
+from .fingerprint import Client, ip_prefix
+from .lifecycle import alive, limits, own_limits, with_limits
 from .probing import ProbeMonitor
 from .records import Apply, Create, Delete, Delta, ListUser, Load, Meta, Op, Record, Rename
 from .session import Session
+
+log = logging.getLogger("sessionkeeper")
 
 Headers = list[tuple[str, str]]
 S = TypeVar("S", bound=Session)
@@ -59,6 +88,16 @@ class RequestInfo:
     host: str | None = None  # the Host header
     scheme: str = "http"
 
+    def __repr__(self) -> str:
+        # Never the Cookie header, the token header or the query (the URL transport's token):
+        # reprs end up in logs and in tracebacks that record local variables.
+        return (
+            f"RequestInfo(method={self.method!r}, cookie={_hidden(self.cookie)}, "
+            f"header_token={_hidden(self.header_token)}, query={_hidden(self.query or None)}, "
+            f"ip={self.ip!r}, user_agent={self.user_agent!r}, origin={self.origin!r}, "
+            f"sec_fetch_site={self.sec_fetch_site!r}, host={self.host!r}, scheme={self.scheme!r})"
+        )
+
     @property
     def own_origin(self) -> str | None:
         """``scheme://host[:port]`` of this request (what a same-origin ``Origin`` says)."""
@@ -78,14 +117,87 @@ class RequestState:
     csrf_failed: bool = False
     resend: bool = False  # the client holds a renewed-away token: send it the current one
     renew: bool = False  # periodic renewal due (rotation with a grace window)
-    rotate_now: bool = False  # rotation demanded by the anomaly policy (no grace)
+    drifted: bool = False  # fingerprint drift: the flow hands this request no token of its own
+    refused: bool = False  # the anomaly policy refused the token: tell the client to drop it
     force_write: bool = False  # metadata changed by policy: save even if the app did not
     key: str | None = None  # storage key of the loaded session (saves hashing the token twice)
     events: list[SessionEvent] = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        return (
+            f"RequestState(info={self.info!r}, token={_hidden(self.token)}, "
+            f"key={_hidden(self.key)}, csrf_failed={self.csrf_failed}, resend={self.resend}, "
+            f"renew={self.renew}, drifted={self.drifted}, refused={self.refused}, "
+            f"force_write={self.force_write}, events={self.events!r})"
+        )
+
     def take_events(self) -> list[SessionEvent]:
         events, self.events = self.events, []
         return events
+
+
+def _hidden(value: str | None) -> str:
+    return "None" if value is None else f"<hidden, {len(value)} chars>"
+
+
+# ---- Secure cookies over plain HTTP ----------------------------------------------------------
+# Browsers drop a Secure cookie set over plain HTTP, except for loopback hosts (which they treat
+# as secure contexts). The app then sees a new session on every request and nothing says why.
+
+_INSECURE_WARNING = (
+    "sessionkeeper sets the session cookie with the Secure attribute, but this request came "
+    "over plain HTTP for host %r: the browser will drop the cookie, so every request starts a "
+    "new session (nobody stays signed in). Fix: serve the app over HTTPS, or behind a proxy "
+    "that tells it the scheme (uvicorn --proxy-headers / --forwarded-allow-ips, werkzeug's "
+    "ProxyFix); for local development over HTTP pass secure=False; in tests use "
+    "TestClient(app, base_url=\"https://testserver\"). (Logged once per process.)"
+)
+_warned = False
+
+
+def reset_insecure_cookie_warning() -> None:
+    """Let :func:`warn_insecure_cookie` log again (for tests)."""
+    global _warned
+    _warned = False
+
+
+def host_name(host: str) -> str:
+    """The name or address in a ``Host`` header: no port, no IPv6 brackets, lowercase, no
+    trailing dot (``"[::1]:8000"`` -> ``"::1"``, ``"Example.COM.:80"`` -> ``"example.com"``)."""
+    value = host.strip(" \t").lower()
+    if value.startswith("["):
+        end = value.find("]")
+        return value[1:end] if end > 0 else value
+    name, sep, port = value.rpartition(":")
+    if sep and ":" not in name and (port == "" or port.isdigit()):
+        value = name
+    return value.rstrip(".")
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for hosts browsers treat as secure even over plain HTTP: ``localhost``,
+    ``*.localhost``, 127.0.0.0/8 and ``::1`` (with or without a port)."""
+    name = host_name(host)
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        addr = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr.is_loopback
+
+
+def warn_insecure_cookie(info: RequestInfo) -> bool:
+    """Log (once per process) that a ``Secure`` cookie answering this plain-HTTP request will
+    be dropped by the browser. Returns whether it logged."""
+    global _warned
+    if _warned or info.scheme != "http" or not info.host or is_loopback_host(info.host):
+        return False
+    _warned = True
+    log.warning(_INSECURE_WARNING, host_name(info.host)[:255])
+    return True
 
 
 def csrf_allowed(info: RequestInfo, trusted: tuple[str, ...] = ()) -> bool:
@@ -165,6 +277,10 @@ class SessionFlow:
     def _alive(self, record: Record, now: float) -> bool:
         return alive(record.meta, now, self.config.timeouts)
 
+    def _limits(self, meta: Meta) -> Timeouts:
+        """The timeouts of this session: its own after ``remember()``, else the config's."""
+        return limits(meta, self.config.timeouts)
+
     def load(self, state: RequestState) -> LoadFlow:
         """Yield the operations that load the client's session; return it or ``None``."""
         cfg = self.config
@@ -193,28 +309,37 @@ class SessionFlow:
             if (yield Delete(key)):
                 self._event(state, "expired", key, meta.user_id, now)
             return None
-        if meta.user_id is not None and cfg.anomaly_policy != "ignore":
-            changed = drift(meta.info, state.info.client)
-            if changed:
-                self._event(state, "anomaly", key, meta.user_id, now,
-                             reason="fingerprint", changed=",".join(changed), policy=cfg.anomaly_policy)
-                if cfg.anomaly_policy == "revoke":
-                    if (yield Delete(key)):
-                        self._event(state, "revoked", key, meta.user_id, now, reason="anomaly")
-                    return None
-                # Adopt the new fingerprint so one change is reported once, not per request.
-                info = {**meta.info, **state.info.client.info()}
-                meta = replace(meta, info=info)
-                if cfg.anomaly_policy == "reauthenticate":
-                    meta = replace(meta, auth_at=None)
-                elif cfg.anomaly_policy == "rotate":
-                    state.rotate_now = True
-                record = Record(record.fields, meta)
-                state.force_write = True
+        verdict = anomaly.respond(cfg.anomaly_policy, meta, state.info.client)
+        if verdict is not None:
+            record = yield from self._drifted(state, verdict, key, record, now)
+            if record is None:
+                return None
+            meta = record.meta
         every = cfg.rotate_every
-        if every is not None and now - _float(meta.info.get(_ROTATED_AT), meta.created_at) >= every:
+        if (every is not None and not state.drifted
+                and now - _float(meta.info.get(_ROTATED_AT), meta.created_at) >= every):
             state.renew = True
         return record
+
+    def _drifted(
+        self, state: RequestState, verdict: anomaly.DriftResponse, key: str, record: Record, now: float
+    ) -> LoadFlow:
+        """Carry out the anomaly policy's response; the record this request sees, or ``None``."""
+        cfg = self.config
+        user = record.meta.user_id
+        state.drifted = True
+        state.resend = False  # never hand a drifted client the current token of a renewed session
+        if verdict.report:
+            self._event(state, "anomaly", key, user, now, reason="fingerprint",
+                        changed=",".join(verdict.changed), policy=cfg.anomaly_policy)
+        if verdict.revoke and (yield Delete(key)):
+            self._event(state, "revoked", key, user, now, reason="anomaly")
+        if not verdict.honour:
+            # As if the request had come without a token: a fresh, anonymous session.
+            state.token, state.key, state.refused = None, None, True
+            return None
+        state.force_write = state.force_write or verdict.write
+        return Record(record.fields, verdict.meta)
 
     def open(
         self,
@@ -255,8 +380,7 @@ class SessionFlow:
             session.id_secret = self.secret  # public_id is computed only if asked for
 
     def _url_token(self, state: RequestState, session: Session) -> str | None:
-        if session.record is not None and not (session.destroyed or session.rotate or state.renew
-                                               or state.rotate_now):
+        if session.record is not None and not (session.destroyed or session.rotate or state.renew):
             return state.token
         if session.next_token is None:
             session.next_token = self._new_token()
@@ -269,6 +393,14 @@ class SessionFlow:
 
         A 5xx status saves nothing: the app failed half-way and its changes may be half-made.
         """
+        headers = yield from self._save(state, session, status)
+        if state.refused and not self._hands_token(headers):
+            # The anomaly policy refused the client's token: have it dropped, so the client
+            # stops presenting it (and, if it was the owner who moved, starts afresh quietly).
+            headers += [h for h in self._clear() if h not in headers]
+        return headers
+
+    def _save(self, state: RequestState, session: Session, status: int) -> CommitFlow:
         cfg = self.config
         headers: Headers = []
         if cfg.transport == "url":
@@ -288,9 +420,9 @@ class SessionFlow:
                 self._event(state, kind, old_key, session.destroyed_user, now)
             if state.token is not None:
                 headers += self._clear()
-            if len(session) == 0:
+            if len(session) == 0 and session.new_user is None:
                 return headers
-            # data written after destroy() goes into a brand-new session (below)
+            # data written (or a user signed in) after destroy() goes into a brand-new session
 
         record = None if session.destroyed else session.record
         if record is None or old_key is None:
@@ -302,34 +434,37 @@ class SessionFlow:
                 return headers  # nothing worth a session: stay lazy, no cookie
             token = session.next_token or self._new_token()
             key = ids.storage_key(token)
-            if (yield Create(key, Record(session.encoded(), self._new_meta(state, user, now)))):
-                headers = self._replace_clear(headers) + self._issue(token)
+            meta = self._persisted(session, self._new_meta(state, user, now), now)
+            if (yield Create(key, Record(session.encoded(), meta))):
+                headers = self._replace_clear(headers) + self._issue(state, token, meta, now)
                 self._event(state, "created", key, None if user is None else user[0], now)
                 if user is not None:
                     self._event(state, "logged_in", key, user[0], now)
             return headers
 
         meta = record.meta
-        rotate = session.rotate or state.renew or state.rotate_now
+        rotate = session.rotate or state.renew
         if rotate:
             kind = "rotated"
-            new_meta = self._touched(meta, now)
+            new_meta = meta
             user = session.new_user
             if user is not None and session.logging_in and user[0] is not None \
                     and cfg.max_sessions_per_user is not None \
                     and (yield from self._enforce_cap(state, user[0], old_key, now)):
-                user, rotate = None, state.renew or state.rotate_now
+                user, rotate = None, state.renew
             if user is not None:
-                new_meta = replace(new_meta, user_id=user[0], auth_at=user[1])
+                # The user just proved who they are (login or step-up) from this client: its
+                # fingerprint is the one later requests are compared with.
+                new_meta = replace(new_meta, user_id=user[0], auth_at=user[1],
+                                   info=self._fingerprint(new_meta.info, state))
                 if session.logging_in:
                     kind = "logged_in"
-                    new_meta = replace(new_meta, info={**meta.info, **state.info.client.info()})
         if rotate:
+            new_meta = self._touched(self._persisted(session, new_meta, now), now)
             new_meta = replace(new_meta, info={**new_meta.info, _ROTATED_AT: repr(now)})
             token = session.next_token or self._new_token()
             key = ids.storage_key(token)
-            grace = (self._renewing and state.renew and not (session.rotate or state.rotate_now)
-                     and state.token is not None)
+            grace = self._renewing and state.renew and not session.rotate and state.token is not None
             alias_ok = True
             if grace:
                 assert state.token is not None
@@ -340,7 +475,7 @@ class SessionFlow:
                 alias_ok = yield Create(ids.alias_key(state.token), alias)
             if alias_ok:
                 if (yield Rename(old_key, key, session.delta(new_meta), now)):
-                    headers += self._issue(token)
+                    headers += self._issue(state, token, new_meta, now)
                     # "previous" links the new public id to the old one in an audit trail.
                     self._event(state, kind, key, new_meta.user_id, now,
                                 previous=ids.public_id(old_key, self.secret),
@@ -352,9 +487,12 @@ class SessionFlow:
             # Another request is renewing this very session right now (its alias is there):
             # save into the session as usual below; if it has moved already, follow it.
 
+        kept = self._persisted(session, meta, now)
+        limits_changed = kept is not meta  # remember() / forget() changed the session's limits
         delta = session.delta()
-        if delta.touches_fields or state.force_write or cfg.timeouts.touch_due(meta.last_seen, now):
-            ok = yield Apply(old_key, replace(delta, meta=self._touched(meta, now)), now)
+        if (delta.touches_fields or state.force_write or limits_changed
+                or self._limits(meta).touch_due(meta.last_seen, now)):
+            ok = yield Apply(old_key, replace(delta, meta=self._touched(kept, now)), now)
             if not ok and state.token is not None and self._renewing:
                 # Renewed away by a concurrent request since this one loaded it: the changes
                 # belong to the renewed session (its metadata is newer: keep it), and the
@@ -362,12 +500,34 @@ class SessionFlow:
                 moved = yield from self._follow(state.token, now)
                 fields_only = replace(delta, meta=None)
                 if moved is not None and (yield Apply(ids.storage_key(moved), fields_only, now)):
-                    state.token, state.resend = moved, True
-            elif ok and cfg.cookie.max_age is not None and state.token is not None and not state.resend:
-                headers += self._issue(state.token)  # refresh a persistent cookie's age
+                    state.token, state.resend = moved, not state.drifted
+            elif (ok and state.token is not None and not state.resend and not state.drifted
+                  and (limits_changed or cfg.cookie.max_age is not None)):
+                # A persistent cookie's age is refreshed; a change of the limits changes it.
+                headers += self._issue(state, state.token, kept, now)
         if state.resend and state.token is not None:
-            headers += self._issue(state.token)  # it came with a renewed-away token
+            headers += self._issue(state, state.token, kept, now)  # it came with a renewed-away token
         return headers
+
+    def _persisted(self, session: Session, meta: Meta, now: float) -> Meta:
+        """``meta`` with the app's ``remember()`` / ``forget()`` of this request applied."""
+        intent = session.persist
+        if intent is None:
+            return meta
+        own = None
+        if intent is not False:
+            r = self.config.remember_timeouts
+            idle, absolute = intent
+            own = (r.idle if idle is None else idle, r.absolute if absolute is None else absolute)
+        return with_limits(meta, own, self.config.timeouts, now)
+
+    def _fingerprint(self, info: Mapping[str, str], state: RequestState) -> dict[str, str]:
+        recorded = {k: v for k, v in info.items() if k != anomaly.REPORTED}
+        return {**recorded, **state.info.client.info()}
+
+    def _hands_token(self, headers: Headers) -> bool:
+        name = "Set-Cookie" if self.config.transport == "cookie" else self.config.header_name
+        return any(k == name for k, _v in headers)
 
     @property
     def _renewing(self) -> bool:
@@ -427,7 +587,7 @@ class SessionFlow:
         return token
 
     def _touched(self, meta: Meta, now: float) -> Meta:
-        return replace(meta, last_seen=now, expires_at=self.config.timeouts.expires_at(now, meta.absolute_at))
+        return replace(meta, last_seen=now, expires_at=self._limits(meta).expires_at(now, meta.absolute_at))
 
     def _new_meta(self, state: RequestState, user: tuple[str | None, float] | None, now: float) -> Meta:
         t = self.config.timeouts
@@ -443,10 +603,17 @@ class SessionFlow:
             info={**state.info.client.info(), _ROTATED_AT: repr(now)},
         )
 
-    def _issue(self, token: str) -> Headers:
+    def _issue(self, state: RequestState, token: str, meta: Meta, now: float) -> Headers:
+        """The headers that hand ``token`` (of a session with ``meta``) to the client."""
         transport = self.config.transport
         if transport == "cookie":
-            return [("Set-Cookie", self.config.cookie.set_cookie(token)), ("Cache-Control", "no-store")]
+            policy = self.config.cookie
+            if policy.secure:
+                warn_insecure_cookie(state.info)
+            # A persistent session's cookie lives until its absolute limit (it survives a
+            # browser restart); any other is a browser-session cookie (or cookie_max_age).
+            age = None if own_limits(meta) is None else max(1, int(meta.absolute_at - now))
+            return [("Set-Cookie", policy.set_cookie(token, age)), ("Cache-Control", "no-store")]
         if transport == "header":
             return [(self.config.header_name, token), ("Cache-Control", "no-store")]
         return [("Cache-Control", "no-store")]  # URL: the app put session.url_token() in its links

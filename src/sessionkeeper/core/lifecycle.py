@@ -8,7 +8,7 @@ key); no token or storage key leaves this module.
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -32,11 +32,70 @@ class Device:
     current: bool  # the session of the request that asked
 
 
+# ---- a session's own limits ("remember me") ---------------------------------------------------
+# ``Session.remember()`` gives one session its own idle and absolute limits; they are kept in
+# ``Meta.info`` (float text, small keys) so that every later request, and the device list, judge
+# the session by them. ``LIMITS_SINCE`` is when the limits last changed (remember or forget): the
+# absolute window counts from there, not from creation, so that ``forget()`` on a session older
+# than the normal absolute limit returns it to the normal limits instead of killing it. Calling
+# ``remember()`` again with the same limits changes nothing (Flask apps set
+# ``session.permanent = True`` on every request: that must not restart the absolute window).
+OWN_IDLE = "pi"
+OWN_ABSOLUTE = "pa"
+LIMITS_SINCE = "ps"
+
+
+def _num(text: str | None) -> float | None:
+    try:
+        value = float(text) if text is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and value == value and value > 0 else None  # no nan
+
+
+def own_limits(meta: Meta) -> tuple[float, float] | None:
+    """The session's own ``(idle, absolute)`` limits in seconds, or ``None`` (the config's)."""
+    idle, absolute = _num(meta.info.get(OWN_IDLE)), _num(meta.info.get(OWN_ABSOLUTE))
+    return None if idle is None or absolute is None else (idle, absolute)
+
+
+def limits(meta: Meta, default: Timeouts) -> Timeouts:
+    """The timeouts that apply to this session: its own (``remember()``) or ``default``."""
+    own = own_limits(meta)
+    if own is None:
+        return default
+    touch = default.touch_interval
+    return Timeouts(own[0], own[1], touch if touch is not None and touch < own[0] else None)
+
+
+def window_start(meta: Meta) -> float:
+    """Where the absolute limit counts from: creation, or the last change of the limits."""
+    since = _num(meta.info.get(LIMITS_SINCE))
+    return meta.created_at if since is None else since
+
+
+def with_limits(meta: Meta, own: tuple[float, float] | None, default: Timeouts, now: float) -> Meta:
+    """``meta`` with its own limits set to ``own`` (``None``: back to ``default``), the absolute
+    window restarting at ``now``. The very same object when nothing changes."""
+    if own == own_limits(meta):
+        return meta
+    info = {k: v for k, v in meta.info.items() if k not in (OWN_IDLE, OWN_ABSOLUTE)}
+    info[LIMITS_SINCE] = repr(now)
+    if own is not None:
+        info[OWN_IDLE], info[OWN_ABSOLUTE] = repr(own[0]), repr(own[1])
+    t = limits(replace(meta, info=info), default)
+    absolute_at = now + t.absolute
+    return replace(meta, info=info, absolute_at=absolute_at,
+                   expires_at=t.expires_at(max(meta.last_seen, now), absolute_at))
+
+
 def alive(meta: Meta, now: float, timeouts: Timeouts) -> bool:
     """Whether a session is alive at ``now`` under *today's* timeouts (a store only knows the
-    expiry written when the session was last saved, perhaps under longer timeouts)."""
-    return not (now >= meta.expires_at or now >= meta.last_seen + timeouts.idle
-                or now >= meta.created_at + timeouts.absolute)
+    expiry written when the session was last saved, perhaps under longer timeouts), or under
+    the session's own limits when the app gave it some with ``Session.remember()``."""
+    t = limits(meta, timeouts)
+    return not (now >= meta.expires_at or now >= meta.last_seen + t.idle
+                or now >= window_start(meta) + t.absolute)
 
 
 def _dt(ts: float) -> datetime:

@@ -7,9 +7,24 @@ Rules:
 - A mutable value that was read (a list, a dict, a tuple holding either) is re-encoded when the
   request ends and compared with what was loaded, so ``session["cart"].append(x)`` is saved
   without the app flagging anything.
-- ``clear()`` deletes the keys the request saw; keys a concurrent request adds meanwhile stay.
-- Lifecycle intents (``regenerate``, ``destroy``, ``login`` …) are only recorded here; the
-  request flow turns them into store operations when the response is ready.
+- Lifecycle intents (``regenerate``, ``destroy``, ``login``, ``remember`` …) are only recorded
+  here; the request flow turns them into store operations when the response is ready.
+
+Ending a sign-in, three ways (what each does):
+
+- ``logout()`` (= ``destroy()``): the session is deleted from the store (every copy of its
+  token is dead, it leaves the user's device list, a ``logged_out`` event), the cookie is
+  cleared. Data written afterwards in the same request starts a brand-new anonymous session.
+- ``clear()`` on a signed-in session is ``logout()``: so Flask's ``session.clear()`` idiom
+  signs the user out for real. On an anonymous session it deletes the keys this request saw
+  (keys a concurrent request adds meanwhile stay) and keeps the session and its ID.
+- ``pop(key)`` / ``del session[key]`` remove that one key of the app's own data, nothing
+  else: the sign-in recorded by ``login()`` is not a key, so popping an app key such as
+  ``"user_id"`` signs nobody out. Use ``logout()``.
+
+Privilege changes renew the CSRF token: ``login()``, ``reauthenticate()`` and ``regenerate()``
+drop the stored one, so a token obtained before (for instance by a login-CSRF attacker) no
+longer validates; :meth:`Session.csrf_token` makes a new one.
 """
 
 from __future__ import annotations
@@ -17,13 +32,15 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
-from ..errors import SessionEncodeError, SessionError, SessionTooLarge
+from ..errors import ConfigError, SessionEncodeError, SessionError, SessionTooLarge
 from . import codec, ids
+from .clock import seconds
+from .lifecycle import own_limits
 from .records import Delta, Meta, Record
 
 log = logging.getLogger("sessionkeeper")
@@ -36,6 +53,9 @@ _IMMUTABLE: frozenset[type] = frozenset(
 
 Loader = Callable[[], Record | None]
 CSRF_KEY = "_sk_csrf"
+#: ``remember()``'s pending (idle, absolute) limits, ``None`` meaning the config's remember
+#: defaults; ``False`` is a pending ``forget()``.
+Persist = tuple[float | None, float | None] | Literal[False]
 
 
 class _Raw:
@@ -78,6 +98,7 @@ class Session(MutableMapping[str, Any]):
         self.new_user: tuple[str | None, float] | None = None  # (user id, auth time) to record
         self.logging_in = False  # new_user comes from login() (not reauthenticate())
         self.destroyed_user: str | None = None  # who was signed in when destroy() was called
+        self.persist: Persist | None = None  # remember() / forget() of this request
         # Set by the request flow once known. Never shown to users: public_id names a session.
         self.storage_key: str | None = None
         self.id_secret: bytes | None = None
@@ -182,8 +203,16 @@ class Session(MutableMapping[str, Any]):
         return f"<Session {state} user_id={self.user_id_unloaded!r}>"
 
     def clear(self) -> None:
-        """Remove every key this request sees (keys a concurrent request adds are kept)."""
+        """Empty the session. On a signed-in session this is :meth:`logout` (the user binding
+        goes too, and the session is deleted from the store); on an anonymous one it removes
+        every key this request sees (keys a concurrent request adds are kept)."""
         self._load()
+        if self.user_id is not None:
+            self.destroy()
+            return
+        self._clear_data()
+
+    def _clear_data(self) -> None:
         self._data.clear()
         self._dirty.clear()
         self._size = 0
@@ -248,9 +277,15 @@ class Session(MutableMapping[str, Any]):
         return self.record is None
 
     def regenerate(self) -> None:
-        """Give the session a new ID at the end of the request; the old ID dies at once."""
+        """Give the session a new ID at the end of the request; the old ID dies at once.
+
+        The CSRF token is renewed too (a privilege change): one issued before no longer
+        validates; render forms after calling this.
+        """
         self._load()
         self.rotate = True
+        if CSRF_KEY in self._data:
+            del self[CSRF_KEY]
 
     def destroy(self) -> None:
         """Delete the session on the server and clear the cookie; the data is dropped.
@@ -264,6 +299,7 @@ class Session(MutableMapping[str, Any]):
         self.rotate = False
         self.new_user = None
         self.logging_in = False
+        self.persist = None
         self._record = None
         self._orig = {}
         self._data = {}
@@ -273,11 +309,29 @@ class Session(MutableMapping[str, Any]):
     def login(self, user_id: str | int) -> None:
         """Sign ``user_id`` in: regenerate the ID, then record the user and the auth time.
 
+        User ids are strings: an ``int`` is stored as its decimal text, so after ``login(42)``
+        :attr:`user_id` is ``"42"`` (look users up with that, or convert back). Anything else
+        (``bool``, ``None``, an object, ``""``) is refused with ``TypeError``/``ValueError``.
+
         The pre-login ID never grants the signed-in session: it is dead once the response is
-        sent, with no grace period.
+        sent, with no grace period. The CSRF token is renewed. The data is kept when an
+        anonymous session signs in (a cart survives the login) and when the same user signs in
+        again; signing in *another* user than the one signed in starts from an empty session
+        (the previous user's session is deleted, as Django's ``login()`` does), keeping only a
+        pending :meth:`remember`.
         """
+        if isinstance(user_id, bool) or not isinstance(user_id, str | int):
+            raise TypeError(f"login() takes the user's id as a str (or an int), not {type(user_id).__name__}")
+        uid = str(user_id)
+        if not uid:
+            raise ValueError("login() needs a non-empty user id")
+        current = self.user_id
+        if current is not None and current != uid:
+            persist = self.persist
+            self.destroy()
+            self.persist = persist
         self.regenerate()
-        self.new_user = (str(user_id), self._clock())
+        self.new_user = (uid, self._clock())
         self.logging_in = True
 
     def reauthenticate(self) -> None:
@@ -329,6 +383,59 @@ class Session(MutableMapping[str, Any]):
         if not isinstance(expected, str) or not isinstance(value, str):
             return False
         return hmac.compare_digest(expected.encode(), value.encode("utf-8", "replace"))
+
+    # ---- remember me ----------------------------------------------------------------------
+
+    def remember(
+        self, idle: float | timedelta | None = None, absolute: float | timedelta | None = None
+    ) -> None:
+        """Make this session persistent ("remember me"): its cookie gets a ``Max-Age`` up to
+        the absolute limit, so it survives a browser restart, and the server keeps it for
+        ``idle`` without use, ``absolute`` at most (seconds or ``timedelta``; defaults:
+        the ``remember_idle_timeout`` and ``remember_absolute_timeout`` options).
+
+        The limits are stored with the session and enforced on every later request; the
+        absolute one counts from this call. Calling it again with the same limits changes
+        nothing (so ``session.permanent = True`` on every request is harmless). Works with
+        :meth:`login` in the same request, in either order. A session with no data and no user
+        is still not saved: remembering creates no session by itself.
+        """
+        idle_s = None if idle is None else seconds(idle, "remember(idle=...)")
+        absolute_s = None if absolute is None else seconds(absolute, "remember(absolute=...)")
+        if idle_s is not None and absolute_s is not None and absolute_s < idle_s:
+            raise ConfigError(
+                f"remember(absolute={absolute_s:g}) must not be shorter than idle ({idle_s:g} s)"
+            )
+        self._load()
+        self.persist = (idle_s, absolute_s)
+
+    def forget(self) -> None:
+        """Undo :meth:`remember`: a browser-session cookie again and the configured idle and
+        absolute limits (the absolute one counting from this call)."""
+        self._load()
+        self.persist = False
+
+    @property
+    def persistent(self) -> bool:
+        """True if this session is (or, once saved, will be) remembered: see :meth:`remember`."""
+        if self.persist is not None:
+            return self.persist is not False
+        meta = self.meta
+        return meta is not None and own_limits(meta) is not None
+
+    @property
+    def permanent(self) -> bool:
+        """Flask's name for :attr:`persistent`; ``session.permanent = True`` calls
+        :meth:`remember` with the default limits, ``False`` calls :meth:`forget`."""
+        return self.persistent
+
+    @permanent.setter
+    def permanent(self, value: bool) -> None:
+        if value:
+            if not self.persistent:
+                self.remember()
+        elif self.persistent:
+            self.forget()
 
     def url_token(self) -> str | None:
         """URL transport only: the token to put in links for this session (it can change when
