@@ -57,6 +57,14 @@ def devices(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"devices": [{"id": d.session_id, "ua": d.user_agent, "ip": d.ip} for d in found]})
 
 
+def race(request: HttpRequest) -> HttpResponse:
+    """Signed out in another request while this one runs: its write must not bring it back."""
+    request.session.get("cart")  # loaded before the other request signs out
+    SessionStore().delete(request.session.session_key)
+    request.session["late"] = "write"
+    return HttpResponse("written")
+
+
 urlpatterns = [
     path("login", sign_in),
     path("logout", sign_out),
@@ -64,4 +72,5 @@ urlpatterns = [
     path("add", add),
     path("password", change_password),
     path("devices", devices),
+    path("race", race),
 ]
