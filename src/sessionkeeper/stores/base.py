@@ -238,6 +238,8 @@ def redact_url(parts: SplitResult) -> str:
     if at:
         user = creds.partition(":")[0]
         netloc = f"{user}@{hosts}" if user else hosts
+    if not netloc:  # memory://, sqlite:///path, file:///dir: urlunsplit would drop the "//"
+        return f"{parts.scheme}://{parts.path}"
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
@@ -261,10 +263,13 @@ def report_unavailable(store: Store, exc: BaseException) -> None:
             return
         store._down_since = time.monotonic()
         store._down_failures = 1
+    cause = _oneline(exc).rstrip(".")
+    if store.address not in cause:
+        cause = f"{store.address} unavailable: {cause}"
     log.error(
-        "session store %s unavailable: %s. Requests that need it get 503 until it answers "
-        "again; this is logged once per outage.",
-        store.address, _oneline(exc),
+        "session store %s. Requests that need it get 503 until it answers again "
+        "(logged once per outage).",
+        cause,
     )
 
 
