@@ -326,8 +326,9 @@ def test_offered_ddl_is_what_create_schema_creates(unlogged: bool) -> None:
         assert got["persistence"] == ("u" if unlogged else "p")
         assert [c[0] for c in got["columns"]] == ["key", "data", "user_id", "created_at", "last_seen",
                                                   "expires_at", "absolute_at", "auth_at", "info"]
-        assert len(got["indexes"]) == 3  # the primary key, expires_at, user_id (partial)
+        assert len(got["indexes"]) == 4  # the primary key, expires_at, absolute_at, user_id (partial)
         assert any("(expires_at)" in i for i in got["indexes"])
+        assert any("(absolute_at)" in i for i in got["indexes"])  # the Rename's sweep (issue 8.8)
         assert any("(user_id) WHERE (user_id IS NOT NULL)" in i for i in got["indexes"])
     finally:
         with admin() as conn:

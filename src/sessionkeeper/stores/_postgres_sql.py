@@ -9,12 +9,15 @@ I/O on an ``AsyncConnectionPool``, so the statements and the parsing of rows exi
 Rules kept here:
 - Every request-path operation (Load, Create, Apply, Rename, Delete) is ONE statement, hence
   one round trip on an autocommit connection. Purge is one statement per batch. The one
-  exception: a Load that meets an expired row deletes it with a second statement.
-- Expired rows are never returned, and do not linger until a purge (issue 8.8: a renewal
-  alias is an ordinary row with a short expiry, and must not outlive its grace window in a
-  backup): a Load that meets one deletes it, and each Rename (every renewal writes its alias
-  just before its Rename) deletes up to :data:`SWEEP_BATCH` expired rows in the same
-  statement, through the ``expires_at`` index (``SKIP LOCKED``: never waits for a request).
+  exception: a Load that meets a garbage row (below) deletes it with a second statement.
+- Expired rows are never returned. A row past both its expiry and its absolute limit is
+  *garbage* (the rule Redis applies with its TTLs: a merely idle session stays until then, so
+  the request flow can still tell "expired" from "unknown"). Garbage does not linger until a
+  purge (issue 8.8: a renewal alias is an ordinary row whose expiry and absolute limit are the
+  end of its grace window, and must not outlive it in a backup): a Load that meets it deletes
+  it, and each Rename (every renewal writes its alias just before its Rename) deletes up to
+  :data:`SWEEP_BATCH` garbage rows in the same statement, through the ``absolute_at`` index
+  (``SKIP LOCKED``: it never waits for a request).
 - Every value goes as a parameter; the table and schema names go through ``psycopg.sql``.
 - A malformed storage key never reaches the server: the generator returns before yielding.
 - PostgreSQL text and jsonb cannot hold U+0000, so every string we store (field names and
@@ -186,13 +189,15 @@ def ddl_sql(table: str = DEFAULT_TABLE, *, schema: str | None = None, unlogged: 
         "t": _table(table, schema),
         "unlogged": sql.SQL("UNLOGGED " if unlogged else ""),
         "expires_idx": sql.Identifier(f"{table}_expires_at_idx"),
+        "absolute_idx": sql.Identifier(f"{table}_absolute_at_idx"),
         "user_idx": sql.Identifier(f"{table}_user_id_idx"),
     }
     create_schema = (
         _q("CREATE SCHEMA IF NOT EXISTS {s};\n", s=sql.Identifier(schema)) if schema else sql.SQL("")
     )
     # key: COLLATE "C" compares bytes (faster than a locale; keys are hex anyway).
-    # The expires_at index serves Purge and Count; the user_id index is partial, as most
+    # The expires_at index serves Purge and Count, the absolute_at one the sweep of garbage
+    # rows on Rename; the user_id index is partial, as most
     # sessions are anonymous.
     body = _q(
         "CREATE {unlogged}TABLE IF NOT EXISTS {t} (\n"
@@ -207,6 +212,7 @@ def ddl_sql(table: str = DEFAULT_TABLE, *, schema: str | None = None, unlogged: 
         "    info        jsonb NOT NULL DEFAULT '{{}}'\n"
         ");\n"
         "CREATE INDEX IF NOT EXISTS {expires_idx} ON {t} (expires_at);\n"
+        "CREATE INDEX IF NOT EXISTS {absolute_idx} ON {t} (absolute_at);\n"
         "CREATE INDEX IF NOT EXISTS {user_idx} ON {t} (user_id) WHERE user_id IS NOT NULL;\n",
         **parts,
     )
@@ -239,9 +245,13 @@ class Statements:
         patch = sql.SQL("(data - %s::text[]) || %s::jsonb")
         live = sql.SQL("key = %s AND expires_at > %s")
 
-        # The row whatever its expiry (first column: is it live?), so a dead one can go at once.
-        self.load = _q("SELECT expires_at > %s, data, {cols} FROM {t} WHERE key = %s", cols=cols, t=t)
-        self.delete_dead = _q("DELETE FROM {t} WHERE key = %s AND expires_at <= %s", t=t)
+        # The row whatever its expiry (first columns: is it live? within its absolute limit?),
+        # so that garbage can go at once.
+        self.load = _q("SELECT expires_at > %s, absolute_at > %s, data, {cols} FROM {t} WHERE key = %s",
+                       cols=cols, t=t)
+        self.delete_garbage = _q(
+            "DELETE FROM {t} WHERE key = %s AND expires_at <= %s AND absolute_at <= %s", t=t
+        )
         self.create = _q(
             "INSERT INTO {t} (key, data, {cols}) VALUES (%s, %s::jsonb, {values}) "
             "ON CONFLICT (key) DO NOTHING RETURNING 1",
@@ -261,11 +271,12 @@ class Statements:
         # EXISTS keeps a taken new key from costing the old session; the INSERT has no ON
         # CONFLICT so that, should another writer take the new key in between, the whole
         # statement fails and the old session stays. "swept" deletes a bounded batch of
-        # expired rows (old renewal aliases): disjoint from "old", which only takes a live row.
+        # garbage rows (old renewal aliases): disjoint from "old", which only takes a live row.
         rename = (
             "WITH old AS (DELETE FROM {t} WHERE key = %s AND expires_at > %s "
             "AND NOT EXISTS (SELECT 1 FROM {t} WHERE key = %s) RETURNING data, {cols}), "
-            "swept AS (DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE expires_at <= %s "
+            "swept AS (DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE absolute_at <= %s "
+            "AND expires_at <= %s "
             "LIMIT {batch} FOR UPDATE SKIP LOCKED)) "
             "INSERT INTO {t} (key, data, {cols}) SELECT %s, {patch}, {values} FROM old RETURNING 1"
         )
@@ -302,13 +313,14 @@ def _patch_params(delta: Delta) -> list[Any]:
 def _load(st: Statements, op: Load) -> Plan:
     if not ids.is_valid_key(op.key):
         return None
-    rows = yield Step(st.load, (op.now, op.key))
+    rows = yield Step(st.load, (op.now, op.now, op.key))
     if not rows:
         return None
-    live, data, *meta = rows[0]
+    live, within_absolute, data, *meta = rows[0]
     if not live:
-        # Dead (an old renewal alias, an expired session): it goes now, not at a purge.
-        yield Step(st.delete_dead, (op.key, op.now))
+        if not within_absolute:
+            # Garbage (an old renewal alias above all): it goes now, not at the next purge.
+            yield Step(st.delete_garbage, (op.key, op.now, op.now))
         return None
     return Record(_fields(data), meta_from_row(meta))
 
@@ -334,7 +346,7 @@ def _rename(st: Statements, op: Rename) -> Plan:
     if not ids.is_valid_key(op.old):
         return False
     _require_key(op.new, "Rename target")
-    params: list[Any] = [op.old, op.now, op.new, op.now, op.new, *_patch_params(op.delta)]
+    params: list[Any] = [op.old, op.now, op.new, op.now, op.now, op.new, *_patch_params(op.delta)]
     if op.delta.meta is not None:
         params += meta_params(op.delta.meta)
     return bool((yield Step(st.rename[op.delta.meta is not None], params)))

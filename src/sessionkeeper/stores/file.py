@@ -41,11 +41,14 @@ owned or writable by someone else is never read (it counts as corrupt: missing t
 replaced by a Create, removed by a Delete or a purge, and logged); ``os.replace`` and
 ``unlink`` act on a link itself, never on what it points to.
 
-Expiry (issue 8.8): a Load that meets an expired session file (an old renewal alias above
-all) deletes it under the stripe lock; purge removes the rest. Nothing indexes files by
-expiry, so an alias nobody presents again stays on disk, unreadable through the store, until
-the next purge: run ``sessionkeeper purge`` (or ``Store.purge``) at least as often as the
-grace window if backups must not hold them.
+Expiry (issue 8.8): an expired file is never returned. One past both its expiry and its
+absolute limit is garbage (Redis's TTL rule: a merely idle session stays until then, so the
+request flow can tell "expired" from "unknown"; a renewal alias expires at its absolute
+limit, the end of its grace window): a Load that meets garbage deletes it under the stripe
+lock, and purge removes the rest. Nothing indexes files by expiry, so an alias nobody
+presents again stays on disk, unreadable through the store, until the next purge: run
+``sessionkeeper purge`` (or ``Store.purge``) at least as often as the grace window if
+backups must not hold them.
 """
 
 from __future__ import annotations
@@ -339,9 +342,10 @@ class FileStore(MethodStore):
         if isinstance(got, Record):
             if got.meta.expires_at > now:
                 return got
-            # Dead (an old renewal alias, an expired session): nobody may read it again, so
-            # it goes now rather than at the next purge (under the lock, as purge does).
-            self._purge_batch(_stripe(key), [key], [], now)
+            if got.meta.absolute_at <= now:
+                # Garbage (an old renewal alias above all): nobody may read it again, so it
+                # goes now rather than at the next purge (under the lock, as purge does).
+                self._purge_batch(_stripe(key), [key], [], now)
         return None
 
     def do_create(self, key: str, record: Record) -> bool:

@@ -1,11 +1,14 @@
 """In-process store: a dict behind a lock. For tests, demos and single-process apps.
 
-Expired entries (renewal aliases above all, issue 8.8) are never returned, and they leave the
-dict promptly rather than at the next purge: a Load that meets one deletes it, and each
-Rename (every renewal writes its alias just before its Rename) deletes up to
-:data:`SWEEP_BATCH` expired entries, found through a heap of expiry times. The heap is lazy:
-a session touched since it was pushed is pushed again with its new expiry when its old one
-comes up, and keys deleted meanwhile are dropped; purge rebuilds it.
+Expired entries are never returned. An entry past both its expiry and its absolute limit is
+garbage (Redis's TTL rule: a merely idle session stays until its absolute limit, so the
+request flow can still tell "expired" from "unknown"); renewal aliases (issue 8.8) expire at
+their absolute limit, the end of their grace window. Garbage leaves the dict promptly rather
+than at the next purge: a Load that meets it deletes it, and each Rename (every renewal
+writes its alias just before its Rename) deletes up to :data:`SWEEP_BATCH` entries, found
+through a heap of "garbage from" times. The heap is lazy: an entry whose limits moved since it
+was pushed is pushed again when its old time comes up, keys deleted meanwhile are dropped,
+and purge rebuilds it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,11 @@ from .base import MethodStore
 SWEEP_BATCH = 32
 
 
+def _garbage_from(meta: Meta) -> float:
+    """When an entry becomes garbage: expired and past its absolute limit."""
+    return max(meta.expires_at, meta.absolute_at)
+
+
 @dataclass(slots=True)
 class _Entry:
     fields: dict[str, str]
@@ -39,7 +47,7 @@ class MemoryStore(MethodStore):
         self._lock = threading.Lock()
         self._data: dict[str, _Entry] = {}
         self._by_user: dict[str, set[str]] = {}
-        self._expiry: list[tuple[float, str]] = []  # heap: (expires_at when pushed, key)
+        self._expiry: list[tuple[float, str]] = []  # heap: (garbage-from time when pushed, key)
 
     @classmethod
     def from_url(cls, url: SplitResult, **options: Any) -> MemoryStore:
@@ -60,7 +68,7 @@ class MemoryStore(MethodStore):
             self._index(key, entry.meta, None)
 
     def _sweep(self, now: float) -> None:
-        """Delete up to SWEEP_BATCH expired entries (caller holds the lock)."""
+        """Delete up to SWEEP_BATCH garbage entries (caller holds the lock)."""
         heap = self._expiry
         for _ in range(SWEEP_BATCH):
             if not heap or heap[0][0] > now:
@@ -69,10 +77,10 @@ class MemoryStore(MethodStore):
             entry = self._data.get(key)
             if entry is None:
                 continue  # deleted or renamed away since
-            if entry.meta.expires_at <= now:
+            if _garbage_from(entry.meta) <= now:
                 self._drop(key)
             else:
-                heapq.heappush(heap, (entry.meta.expires_at, key))  # touched since: later
+                heapq.heappush(heap, (_garbage_from(entry.meta), key))  # extended since: later
 
     def _live(self, key: str, now: float) -> _Entry | None:
         entry = self._data.get(key)
@@ -96,7 +104,8 @@ class MemoryStore(MethodStore):
             if entry is None:
                 return None
             if entry.meta.expires_at <= now:
-                self._drop(key)  # dead: nobody may read it again, so it goes now
+                if _garbage_from(entry.meta) <= now:
+                    self._drop(key)  # garbage: nobody may read it again, so it goes now
                 return None
             return Record(dict(entry.fields), entry.meta)
 
@@ -106,7 +115,7 @@ class MemoryStore(MethodStore):
                 return False
             self._data[key] = _Entry(dict(record.fields), record.meta)
             self._index(key, None, record.meta)
-            heapq.heappush(self._expiry, (record.meta.expires_at, key))
+            heapq.heappush(self._expiry, (_garbage_from(record.meta), key))
             return True
 
     @staticmethod
@@ -137,7 +146,7 @@ class MemoryStore(MethodStore):
             self._patch(entry, delta)
             self._data[new] = entry
             self._index(new, None, entry.meta)
-            heapq.heappush(self._expiry, (entry.meta.expires_at, new))
+            heapq.heappush(self._expiry, (_garbage_from(entry.meta), new))
             self._sweep(now)
             return True
 
@@ -170,7 +179,7 @@ class MemoryStore(MethodStore):
             removed += len(dead)
             if len(dead) < batch:
                 with self._lock:  # drop the heap's stale entries (deleted, renamed keys)
-                    self._expiry = [(e.meta.expires_at, k) for k, e in self._data.items()]
+                    self._expiry = [(_garbage_from(e.meta), k) for k, e in self._data.items()]
                     heapq.heapify(self._expiry)
                 return removed
 

@@ -15,11 +15,14 @@ How it keeps the store rules:
   same spelling and ``json_patch`` (which compares names as written) matches it.
 - ``Rename`` copies and deletes inside ``BEGIN IMMEDIATE``: no other writer in between.
 - ``Purge`` deletes in batches, each its own short transaction, so requests keep flowing.
-- ``Load`` never returns a row whose ``expires_at <= now``, and deletes such a row when it
-  meets one; each ``Rename`` also deletes a bounded batch of expired rows (index on
-  ``expires_at``). A renewal alias (an ordinary row with a short expiry, written just before
-  the renewal's Rename) is thus neither usable nor readable after its grace window, and is
-  gone from the file within about one further renewal, a load of it, or a purge.
+- ``Load`` never returns a row whose ``expires_at <= now``. A row that has also passed its
+  ``absolute_at`` is garbage (the rule Redis applies with its TTLs: a merely idle session
+  stays until then, so the request flow can still report it as expired rather than unknown):
+  ``Load`` deletes garbage when it meets it, and each ``Rename`` deletes a bounded batch of
+  it (index on ``absolute_at``). A renewal alias (an ordinary row whose expiry and absolute
+  limit are the end of its grace window, written just before the renewal's Rename) is thus
+  neither usable nor readable after its grace window, and is gone from the file after one
+  further renewal (unless more than a batch of garbage waits), a load of it, or a purge.
 - The database, its directory and its ``-wal``/``-shm``/``-journal`` files must be owned by us
   (or root) and writable by nobody else, and none may be a symbolic link (see ``_trust``);
   a missing database is created 0600 in a 0700 directory whatever the umask.
@@ -65,6 +68,7 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     info        TEXT NOT NULL               -- JSON object: str -> str
 );
 CREATE INDEX IF NOT EXISTS {TABLE}_expires_at ON {TABLE} (expires_at);
+CREATE INDEX IF NOT EXISTS {TABLE}_absolute_at ON {TABLE} (absolute_at);
 CREATE INDEX IF NOT EXISTS {TABLE}_user_id ON {TABLE} (user_id) WHERE user_id IS NOT NULL;
 """
 
@@ -81,9 +85,14 @@ _COLS = "data, " + ", ".join(_META_COLS)
 _META_PARAMS = ", ".join(f":{c}" for c in _META_COLS)
 _META_SET = ", ".join(f"{c} = :{c}" for c in _META_COLS)
 
-# Load reads the row whatever its expiry, so that meeting a dead one can delete it at once.
-_LOAD = f"SELECT expires_at > :now, {_COLS} FROM {TABLE} WHERE key = :key"  # noqa: S608
-_DELETE_DEAD = f"DELETE FROM {TABLE} WHERE key = :key AND expires_at <= :now"  # noqa: S608
+# A row is *garbage* once it has expired AND passed its absolute limit (Redis's TTL rule: a
+# session that only went idle stays until then, so the flow can still tell "expired" from
+# "unknown"; a renewal alias expires at its absolute limit, the end of its grace window).
+# Load reads the row whatever its expiry, so that meeting garbage can delete it at once.
+_LOAD = f"SELECT expires_at > :now, absolute_at > :now, {_COLS} FROM {TABLE} WHERE key = :key"  # noqa: S608
+_DELETE_GARBAGE = (
+    f"DELETE FROM {TABLE} WHERE key = :key AND expires_at <= :now AND absolute_at <= :now"  # noqa: S608
+)
 #: How many expired rows (renewal aliases above all) each Rename deletes on its way.
 SWEEP_BATCH = 32
 _CREATE = (
@@ -99,10 +108,11 @@ _PURGE = (
     f"DELETE FROM {TABLE} WHERE rowid IN "  # noqa: S608
     f"(SELECT rowid FROM {TABLE} WHERE expires_at <= :now LIMIT :batch)"
 )
-# Through the expires_at index: with nothing expired, one index probe.
+# Through the absolute_at index (the unary + keeps the planner off the expires_at one, whose
+# range can hold many merely idle sessions): with no garbage, one index probe.
 _SWEEP = (
     f"DELETE FROM {TABLE} WHERE rowid IN "  # noqa: S608
-    f"(SELECT rowid FROM {TABLE} WHERE expires_at <= :now LIMIT {SWEEP_BATCH})"
+    f"(SELECT rowid FROM {TABLE} WHERE absolute_at <= :now AND +expires_at <= :now LIMIT {SWEEP_BATCH})"
 )
 _COUNT = f"SELECT count(*) FROM {TABLE} WHERE expires_at > :now"  # noqa: S608
 
@@ -362,14 +372,16 @@ class SQLiteStore(MethodStore):
             row = conn.execute(_LOAD, params).fetchone()
         if row is None:
             return None
-        if not row[0]:
-            # Dead (an old renewal alias, an expired session): nobody may read it again, so
-            # it goes now rather than at the next purge. Best effort: a busy or read-only
-            # database leaves it to the purge, and the load answers "missing" either way.
-            with suppress(StoreError), self._conn() as conn:
-                conn.execute(_DELETE_DEAD, params)
+        live, within_absolute, *cols = row
+        if not live:
+            if not within_absolute:
+                # Garbage (an old renewal alias above all): nobody may read it again, so it
+                # goes now rather than at the next purge. Best effort: a busy or read-only
+                # database leaves it to the purge, and the load answers "missing" either way.
+                with suppress(StoreError), self._conn() as conn:
+                    conn.execute(_DELETE_GARBAGE, params)
             return None
-        return _record(row[1:])
+        return _record(tuple(cols))
 
     def do_create(self, key: str, record: Record) -> bool:
         if not is_valid_key(key):
@@ -406,7 +418,7 @@ class SQLiteStore(MethodStore):
                 if moved:
                     conn.execute(_DELETE, {"key": old})
                 # Renewals write an alias (a Create just before this Rename): under the same
-                # write lock, delete a bounded batch of expired rows, so old aliases die
+                # write lock, delete a bounded batch of garbage rows, so old aliases die
                 # within about one renewal after their grace window, not at the next purge.
                 conn.execute(_SWEEP, {"now": now})
                 conn.execute("COMMIT")
