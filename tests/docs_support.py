@@ -184,3 +184,114 @@ def options_wsgi(ns: Namespace, code: str, tmp: Path) -> None:
 
     response = Client(ns["application"]).get("/", base_url="https://example.test")
     assert response.status_code == 204
+
+
+@check("dev-insecure")
+def dev_insecure(ns: Namespace, code: str, tmp: Path) -> None:
+    client = ns["app"].test_client()
+    secure = client.get("/")
+    said(secure, "1")
+    cookie = set_cookie(secure)
+    assert cookie.startswith("__Host-session=") and "Secure" in cookie, cookie
+    said(client.get("/"), "2")
+    # The same block on a development machine: a plain cookie, no Secure, no __Host- prefix.
+    old = os.environ.get("MYAPP_INSECURE_COOKIES")
+    os.environ["MYAPP_INSECURE_COOKIES"] = "1"
+    try:
+        dev: Namespace = {"__name__": "docs_snippet_dev"}
+        exec(compile(code, "dev-insecure", "exec"), dev)
+    finally:
+        if old is None:
+            del os.environ["MYAPP_INSECURE_COOKIES"]
+        else:
+            os.environ["MYAPP_INSECURE_COOKIES"] = old
+    response = dev["app"].test_client().get("/")
+    cookie = set_cookie(response)
+    assert cookie.startswith("session=") and "Secure" not in cookie, cookie
+
+
+FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+          "Chrome/126.0.0.0 Safari/537.36")
+
+
+@check("account-devices")
+def account_devices(ns: Namespace, code: str, tmp: Path) -> None:
+    form = {"username": USERNAME, "password": PASSWORD}
+    laptop, phone = ns["app"].test_client(), ns["app"].test_client()
+    laptop.environ_base["HTTP_USER_AGENT"] = FIREFOX
+    phone.environ_base["HTTP_USER_AGENT"] = CHROME
+    said(laptop.post("/login", data=form), "welcome")
+    said(phone.post("/login", data=form), "welcome")
+    listed = laptop.get("/account/devices").json["devices"]
+    assert len(listed) == 2, listed
+    assert sorted(d["current"] for d in listed) == [False, True]
+    assert {d["user_agent"] for d in listed} == {"Firefox on Linux", "Chrome on Windows"}, listed
+    other = next(d for d in listed if not d["current"])
+    said(laptop.post(f"/account/devices/{other['session_id']}/revoke"), "revoked")
+    said(laptop.post(f"/account/devices/{other['session_id']}/revoke"), "no such device", 404)
+    assert phone.get("/account/devices").json == {"devices": []}  # the phone is signed out
+    said(phone.post("/login", data=form), "welcome")
+    said(laptop.post("/account/logout-others"), {"revoked": 1})
+    assert len(laptop.get("/account/devices").json["devices"]) == 1
+
+
+@check("step-up")
+def step_up(ns: Namespace, code: str, tmp: Path) -> None:
+    now = ns["now"]
+    client = ns["app"].test_client()
+    said(client.post("/login", data={"username": USERNAME, "password": PASSWORD}), "welcome")
+    said(client.post("/account/email", data={"email": "a@example.com"}), "changed")
+    now[0] += 301
+    said(client.post("/account/email", data={"email": "b@example.com"}), "confirm your password", 403)
+    said(client.post("/account/confirm", data={"username": USERNAME, "password": "guess"}),
+         "wrong password", 403)
+    said(client.post("/account/confirm", data={"username": USERNAME, "password": PASSWORD}), "confirmed")
+    said(client.post("/account/email", data={"email": "b@example.com"}), "changed")
+
+
+@check("events")
+def events(ns: Namespace, code: str, tmp: Path) -> None:
+    from werkzeug.test import Client
+
+    said(Client(ns["application"]).get("/", base_url="https://example.test"), "signed in")
+    kinds = [e.kind for e in ns["seen"]]
+    assert "logged_in" in kinds, kinds
+    assert all(e.session_id and len(e.session_id) < 43 for e in ns["seen"]), ns["seen"]
+
+
+def close_async_stores(client: Any, app: Any) -> None:
+    """Close, in the test client's own event loop, the async clients of the stores the app's
+    middleware opened from URLs (a loop-bound connection left open warns when collected)."""
+    from sessionkeeper import Store
+
+    seen: set[int] = set()
+    node, stores = app, []
+    queue = [node]
+    while queue:
+        node = queue.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        store = getattr(node, "store", None)
+        if isinstance(store, Store):
+            stores.append(store)
+        queue += [getattr(node, "middleware_stack", None), getattr(node, "app", None)]
+    for store in stores:
+        client.portal.call(store.aclose)
+
+
+@check("migrate-flask-session")
+def migrate_flask_session(ns: Namespace, code: str, tmp: Path) -> None:
+    client = ns["app"].test_client()
+    said(client.post("/login"), "welcome")
+    said(client.get("/me"), {"user": "42"})
+
+
+@check("migrate-starsessions")
+def migrate_starsessions(ns: Namespace, code: str, tmp: Path) -> None:
+    with https_client(ns["app"]) as client:
+        said(client.get("/me"), {"user": None})
+        said(client.post("/login"), {"ok": True})
+        said(client.get("/me"), {"user": "42"})
+        close_async_stores(client, ns["app"])

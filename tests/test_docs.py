@@ -372,3 +372,43 @@ def test_url_rewriting_keeps_the_snippets_choices(tmp_path: Path) -> None:
     out = services.rewrite(code)
     assert f'"file://{tmp_path}/files/var/lib/myapp/sessions"' in out
     assert '"sqlite:///sessions.db"' in out  # relative: inside the temporary working directory
+
+
+def _documented_options() -> dict[str, str]:
+    """``docs/options.md``'s table: option name -> the first code span of its default cell."""
+    rows: dict[str, str] = {}
+    for line in (ROOT / "docs" / "options.md").read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and (m := re.fullmatch(r"`(\w+)`", cells[0])):
+            default = re.search(r"`([^`]*)`", cells[1])
+            assert default, f"option {m.group(1)}: its default cell has no `code`"
+            assert m.group(1) not in rows, f"option {m.group(1)} documented twice"
+            rows[m.group(1)] = default.group(1)
+    return rows
+
+
+def test_options_page_documents_every_option_with_its_default() -> None:
+    """docs/options.md lists exactly SessionConfig's options, each with the code's default."""
+    import ast
+    from dataclasses import MISSING, fields
+
+    from sessionkeeper import SessionConfig
+
+    documented = _documented_options()
+    actual = {f.name: f for f in fields(SessionConfig) if f.init}
+    assert sorted(set(actual) - set(documented)) == [], "options missing from docs/options.md"
+    assert sorted(set(documented) - set(actual)) == [], "docs/options.md lists options the code lacks"
+    wrong = []
+    for name, f in actual.items():
+        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+        text = documented[name]
+        if callable(default):
+            ok = text.split(".")[-1] == default.__name__
+        else:
+            try:
+                ok = ast.literal_eval(text) == default and type(ast.literal_eval(text)) is type(default)
+            except (ValueError, SyntaxError):
+                ok = False
+        if not ok:
+            wrong.append(f"{name}: docs say `{text}`, code has {default!r}")
+    assert not wrong, "; ".join(wrong)
