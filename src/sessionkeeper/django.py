@@ -106,6 +106,7 @@ class Backend:
 
     store: Store
     config: SessionConfig
+    owned: bool = False  # opened here from a URL: closed here when the settings change
 
 
 def backend_for(store: Store | str, config: SessionConfig | None = None, **options: Any) -> Backend:
@@ -159,7 +160,7 @@ def _build_from_settings() -> Backend:
             options["idle_timeout"] = min(idle, float(settings.SESSION_COOKIE_AGE))
     cfg = SessionConfig.from_options(**options)
     if isinstance(store, str):
-        return Backend(open_store(store, **store_options), cfg)
+        return Backend(open_store(store, **store_options), cfg, owned=True)
     if not isinstance(store, Store):
         raise ConfigError(f"SESSIONKEEPER['store'] must be a store URL or a Store, not {store!r}")
     return Backend(store, cfg)
@@ -169,7 +170,9 @@ def _settings_changed(*, setting: str, **kwargs: Any) -> None:
     global _from_settings
     if setting in ("SESSIONKEEPER", "SESSION_COOKIE_AGE"):
         with _lock:
-            _from_settings = None
+            old, _from_settings = _from_settings, None
+        if old is not None and old.owned:
+            old.store.close()
 
 
 setting_changed.connect(_settings_changed, dispatch_uid="sessionkeeper.django")

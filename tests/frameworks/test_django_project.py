@@ -34,8 +34,7 @@ def url(tmp_path: Path) -> Iterator[str]:
     """A SQLite store shared by "two app instances" (two store objects on one file)."""
     url = "sqlite:///" + quote(str(tmp_path / "sessions.db"))
     with override_settings(SESSIONKEEPER={"store": url}):
-        yield url
-        SessionStore.backend().store.close()
+        yield url  # the store opened from the URL is closed when the override ends
 
 
 @pytest.fixture
