@@ -2,7 +2,8 @@
 """Developer entry point that needs nothing but Python 3.11+:
 
     python3 dev.py demo    # the demo site on http://127.0.0.1:8000 (SQLite store)
-    python3 dev.py test    # ruff, mypy --strict, and the whole pytest suite
+    python3 dev.py test    # ruff, mypy --strict, the docs build, and the whole pytest suite
+    python3 dev.py docs    # the documentation site on http://127.0.0.1:8001 (mkdocs serve)
 
 Both create ``.venv`` beside this file on first use and install the project into it (again
 only when pyproject.toml changes). Extra arguments after ``test`` go to pytest.
@@ -40,22 +41,31 @@ def ensure_env(extras: str) -> None:
     stamp.write_text(digest)
 
 
-def run(*cmd: str) -> int:
+def run(*cmd: str, env: dict[str, str] | None = None) -> int:
     print("$", " ".join(cmd), flush=True)
-    return subprocess.call(cmd, cwd=ROOT)
+    return subprocess.call(cmd, cwd=ROOT, env=None if env is None else {**os.environ, **env})
+
+
+# mkdocs prints a banner about its future on every run; the build itself is all we want to see.
+DOCS_ENV = {"NO_MKDOCS_2_WARNING": "1"}
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("demo", "test"):
+    if not argv or argv[0] not in ("demo", "test", "docs"):
         print(__doc__)
         return 2
     if argv[0] == "demo":
         ensure_env("demo")
         return run(str(BIN / "sessionkeeper"), "demo", *argv[1:])
     ensure_env("dev")
+    if argv[0] == "docs":
+        return run(str(PY), "-m", "mkdocs", "serve", "-a", "127.0.0.1:8001", *argv[1:], env=DOCS_ENV)
     failed = 0
     failed |= run(str(PY), "-m", "ruff", "check", "src", "tests", "bench", "dev.py") != 0
     failed |= run(str(PY), "-m", "mypy") != 0
+    # The docs site, warnings as errors (mkdocs.yml: strict). Offline: no fonts, CDN or plugins
+    # that fetch at build time. The output (site/) is not committed.
+    failed |= run(str(PY), "-m", "mkdocs", "build", "--strict", env=DOCS_ENV) != 0
     code = run(str(PY), "-m", "pytest", *argv[1:])
     if code != 0:
         return code
