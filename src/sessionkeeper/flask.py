@@ -40,20 +40,12 @@ class FlaskSession(Session, SessionMixin):
     """:class:`~sessionkeeper.Session` that Flask accepts as ``flask.session``."""
 
     state: RequestState | None = None
-    _permanent = False
 
-    # Flask's mixin keeps ``permanent`` as a "_permanent" key in the data, which would turn
-    # every ``session.permanent = True`` into a stored session. Here it is a plain attribute:
-    # expiry is enforced on the server, and the cookie's own lifetime is the
-    # ``cookie_max_age`` option.
-    @property
-    def permanent(self) -> bool:
-        """Accepted for Flask compatibility; it changes neither the data nor the cookie."""
-        return self._permanent
-
-    @permanent.setter
-    def permanent(self, value: bool) -> None:
-        self._permanent = bool(value)
+    # ``permanent`` is Session's (listed first, so it wins over the mixin's, which would keep a
+    # "_permanent" key in the data): ``session.permanent = True`` is ``remember()`` ("remember
+    # me": a cookie with Max-Age and the remember_* limits, PERMANENT_SESSION_LIFETIME if the
+    # app set it), ``False`` is ``forget()``.
+    permanent = Session.permanent
 
     @property
     def new(self) -> bool:  # type: ignore[override]  # the mixin's plain False attribute

@@ -66,11 +66,14 @@ def test_demo_in_a_browser(browser: Any, demo_url: str) -> None:
     page = context.new_page()
     page.goto(demo_url + "/")
     assert "Not signed in" in page.inner_text("#status")
-    assert context.cookies() == []  # visiting sets nothing
+    # The login form carries a CSRF token, so the first visit stores an anonymous pre-session
+    # (it used to set nothing; login CSRF protection needs somewhere to keep the token).
+    (pre,) = context.cookies()
     page.fill("input[name=user]", "alice")
     page.click("#login")
     assert "alice" in page.inner_text("#user")
     (cookie,) = context.cookies()
+    assert cookie["value"] != pre["value"]  # login rotates the ID
     assert cookie["httpOnly"] is True
     assert cookie["sameSite"] == "Lax"
     assert cookie["path"] == "/"
@@ -81,13 +84,34 @@ def test_demo_in_a_browser(browser: Any, demo_url: str) -> None:
     page.fill("input[name=value]", "blue")
     page.click("#set")
     assert "blue" in page.inner_text("#data")
+    fingerprint = page.inner_text("#fingerprint")
     page.click("#regenerate")
     (renewed,) = context.cookies()
     assert renewed["value"] != cookie["value"]
     assert "blue" in page.inner_text("#data")
+    assert page.inner_text("#fingerprint") != fingerprint  # the change is visible
     page.click("#logout")
     assert "Not signed in" in page.inner_text("#status")
-    assert context.cookies() == []
+    assert "blue" not in page.inner_text("#data")
+    (after,) = context.cookies()  # a new anonymous pre-session for the login form
+    assert after["value"] not in (cookie["value"], renewed["value"])
+    context.close()
+
+
+def test_demo_csp_blocks_nothing_it_needs(browser: Any, demo_url: str) -> None:
+    """The demo's strict CSP (no scripts, the one inline style by hash) leaves the page
+    styled and raises no violation in a real browser."""
+    context = browser.new_context()
+    page = context.new_page()
+    messages: list[str] = []
+    page.on("console", lambda m: messages.append(m.text))
+    page.goto(demo_url + "/")
+    margin = page.evaluate("getComputedStyle(document.body).maxWidth")
+    assert margin != "none"  # the inline style applied (its hash is in the CSP)
+    page.fill("input[name=user]", "alice")
+    page.click("#login")  # form-action 'self' allows the demo's own forms
+    assert "alice" in page.inner_text("#user")
+    assert not [m for m in messages if "Content Security Policy" in m], messages
     context.close()
 
 
