@@ -236,6 +236,23 @@ def act(c: LClient, session: Any, path: str, q: dict[str, str]) -> tuple[int, An
     if path == "/post":
         session["posted"] = q.get("v", "yes")
         return 200, "posted"
+    if path == "/remember":
+        if "u" in q:
+            session.login(q["u"])
+        idle, absolute = q.get("idle"), q.get("absolute")
+        session.remember(None if idle is None else float(idle),
+                         None if absolute is None else float(absolute))
+        return 200, session.persistent
+    if path == "/forget":
+        session.forget()
+        return 200, session.persistent
+    if path == "/clear":
+        session.clear()
+        if "then" in q:
+            session["after_clear"] = q["then"]
+        return 200, "cleared"
+    if path == "/pop":
+        return 200, session.pop(q["k"], None)
     if path == "/devices":
         devices = m.devices(current=session)
         c.devices_seen.extend(devices)
@@ -293,7 +310,8 @@ async def aact(c: LClient, session: Any, path: str, q: dict[str, str]) -> tuple[
 
 PATHS = ["/untouched", "/set", "/all", "/login", "/logout", "/destroy", "/regenerate", "/reauth",
          "/whoami", "/csrf", "/checkcsrf", "/urltoken", "/post", "/devices", "/revoke",
-         "/revoke_others", "/revoke_all", "/slow", "/race"]
+         "/revoke_others", "/revoke_all", "/slow", "/race",
+         "/remember", "/forget", "/clear", "/pop"]
 
 
 def starlette_app(c: LClient) -> Starlette:

@@ -200,7 +200,8 @@ class Session(MutableMapping[str, Any]):
 
     def __repr__(self) -> str:
         state = "unloaded" if self._loader is not None else f"{len(self._data)} keys"
-        return f"<Session {state} user_id={self.user_id_unloaded!r}>"
+        # Never a token, a storage key or a value: reprs end up in logs and tracebacks.
+        return f"<{type(self).__name__} {state} user_id={self.user_id_unloaded!r}>"
 
     def clear(self) -> None:
         """Empty the session. On a signed-in session this is :meth:`logout` (the user binding
