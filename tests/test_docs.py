@@ -447,3 +447,30 @@ def test_docs_site_builds_strict_and_offline(tmp_path: Path) -> None:
         assert (out / name).is_file(), name
     api = (out / "reference" / "api.html").read_text(encoding="utf-8")
     assert "open_store" in api and "SessionConfig" in api, "the API reference lost its members"
+
+
+def test_cli_lines_in_docs_parse(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every ``sessionkeeper …`` line of a shell block names a real command and real options
+    (parsed by the CLI's own parser, not run)."""
+    import shlex
+
+    from sessionkeeper.cli import build_parser
+
+    checked, wrong = 0, []
+    for page in PAGES:
+        for block in blocks(page):
+            if block.lang not in ("sh", "bash", "console", "shell"):
+                continue
+            for line in block.code.splitlines():
+                words = shlex.split(line, comments=True)
+                if not words or words[0] != "sessionkeeper":
+                    continue
+                checked += 1
+                try:
+                    build_parser().parse_args(words[1:])
+                except SystemExit as exc:  # argparse exits on errors (2) and on --version (0)
+                    if exc.code != 0:
+                        wrong.append(f"{block.where}: {line.strip()}")
+    capsys.readouterr()
+    assert checked >= 5, "no CLI examples found"
+    assert not wrong, wrong
