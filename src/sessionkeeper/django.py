@@ -60,7 +60,7 @@ from .drivers import run_async, run_sync
 from .errors import ConfigError, SessionEncodeError, SessionTooLarge, StoreError
 from .stores.base import Store, open_store
 
-__all__ = ["SessionMiddleware", "SessionStore", "backend_for"]
+__all__ = ["Backend", "SessionMiddleware", "SessionStore", "backend_for"]
 
 log = logging.getLogger("sessionkeeper")
 
@@ -159,6 +159,13 @@ def _build_from_settings() -> Backend:
             idle = seconds(SessionConfig.idle_timeout, "idle_timeout")
             options["idle_timeout"] = min(idle, float(settings.SESSION_COOKIE_AGE))
     cfg = SessionConfig.from_options(**options)
+    if not settings.SESSION_COOKIE_SECURE and not settings.DEBUG:
+        # Django's default, and the one place where this engine is less strict than the
+        # other adapters: Django's middleware, not this module, sets the cookie.
+        log.warning(
+            "SESSION_COOKIE_SECURE is False: Django also sends the session cookie over plain "
+            "http, where anyone on the way can take the session; set SESSION_COOKIE_SECURE = True"
+        )
     if isinstance(store, str):
         return Backend(open_store(store, **store_options), cfg, owned=True)
     if not isinstance(store, Store):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -373,3 +374,61 @@ def test_async_methods_use_the_async_face_in_the_loop_thread() -> None:
 
     loop_thread = asyncio.run(main())
     assert store.threads == {loop_thread}
+
+
+# ---- the same on every kind of store -------------------------------------------------------------
+
+STORES = ["memory", "sqlite", "postgres", "redis"]
+
+
+@pytest.fixture(params=STORES)
+def real_store(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Store]:
+    from tests.stores.backends import memory, postgres, redis, sqlite
+
+    module = {"memory": memory, "sqlite": sqlite, "postgres": postgres, "redis": redis}[request.param]
+    with module.open(request.param, tmp_path) as store:
+        yield store
+
+
+def test_v7_5_2_sign_in_binds_the_user_and_revocation_ends_it_on_every_store(real_store: Store) -> None:
+    """WSTG-SESS-06: a revoked Django session is gone for every later request and save."""
+    backend = SessionStore.bind(real_store)
+    s = saved(backend, cart=["apple"])
+    s.cycle_key()  # django.contrib.auth.login()
+    s["_auth_user_id"] = "7"
+    s.save()
+    devices = SessionManager(real_store).devices("7")
+    assert len(devices) == 1
+    assert SessionManager(real_store).revoke_all("7") == 1
+    s["late"] = 1
+    with pytest.raises(UpdateError):
+        s.save()
+    assert backend(s.session_key).load() == {}
+
+
+def test_concurrent_saves_keep_both_keys_on_every_store(real_store: Store) -> None:
+    backend = SessionStore.bind(real_store)
+    key = saved(backend, a=1, b=2).session_key
+    first, second = backend(key), backend(key)
+    first.load(), second.load()
+    first["a"] = 10
+    second["b"] = 20
+    first.save()
+    second.save()
+    assert dict(backend(key).items()) == {"a": 10, "b": 20}
+
+
+def test_wstg_sess_02_insecure_cookie_setting_is_explained_once(caplog: pytest.LogCaptureFixture) -> None:
+    """WSTG-SESS-02 (cookie attributes): Django defaults SESSION_COOKIE_SECURE to False; the
+    engine says what to set."""
+    with caplog.at_level("WARNING", logger="sessionkeeper"), \
+            override_settings(SESSIONKEEPER={"store": "memory://"}, SESSION_COOKIE_SECURE=False):
+        _settings_backend()
+        _settings_backend()
+    warnings = [r.getMessage() for r in caplog.records if "SESSION_COOKIE_SECURE" in r.getMessage()]
+    assert len(warnings) == 1 and "SESSION_COOKIE_SECURE = True" in warnings[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="sessionkeeper"), \
+            override_settings(SESSIONKEEPER={"store": "memory://"}, SESSION_COOKIE_SECURE=True):
+        _settings_backend()
+    assert not caplog.records
