@@ -295,3 +295,16 @@ def migrate_starsessions(ns: Namespace, code: str, tmp: Path) -> None:
         said(client.post("/login"), {"ok": True})
         said(client.get("/me"), {"user": "42"})
         close_async_stores(client, ns["app"])
+
+
+@check("flask-login")
+def flask_login(ns: Namespace, code: str, tmp: Path) -> None:
+    client = ns["app"].test_client()
+    assert client.get("/me").status_code == 401
+    before = client.get_cookie("__Host-session")
+    said(client.post("/login", data={"username": USERNAME, "password": PASSWORD}), "welcome")
+    after = client.get_cookie("__Host-session")
+    assert after is not None and (before is None or before.value != after.value)
+    said(client.get("/me"), {"user": USER_ID})
+    said(client.post("/logout"), "bye")
+    assert client.get("/me").status_code == 401
