@@ -159,8 +159,18 @@ class FileStore(MethodStore):
             _trust.check_lstat(os.path.join(self._users, name), "file store user index directory",
                                directory=True)
         for s in _STRIPES:
-            _trust.check_lstat(os.path.join(self._locks, s), "file store lock file", directory=False,
-                               missing_ok=True)
+            self._private_file(os.path.join(self._locks, s), "file store lock file")
+
+    @staticmethod
+    def _private_file(path: str, what: str) -> None:
+        """Create ``path`` 0600 whatever the umask, or check the one that is there."""
+        try:
+            fd = os.open(path, _LOCK | os.O_EXCL, 0o600)
+        except FileExistsError:
+            _trust.check_lstat(path, what, directory=False)
+        else:
+            os.fchmod(fd, 0o600)
+            os.close(fd)
 
     @staticmethod
     def _private_dir(path: str) -> None:
@@ -315,7 +325,11 @@ class FileStore(MethodStore):
                 continue
             try:
                 with self._dir(directory) as dfd:
-                    os.close(os.open(key, _MARK, 0o600, dir_fd=dfd))
+                    fd = os.open(key, _MARK, 0o600, dir_fd=dfd)
+                    try:
+                        os.fchmod(fd, 0o600)  # whatever the umask
+                    finally:
+                        os.close(fd)
                 return
             except FileNotFoundError:
                 continue  # purge removed the (then empty) directory in between: make it again
