@@ -83,8 +83,17 @@ def test_new_permanent_and_modified_do_not_create_sessions(store: CountingStore)
     assert r.json == {"permanent": True, "new": True, "modified": False}
     assert r.headers.getlist("Set-Cookie") == [] and store.kinds() == []
     token = token_of(client.get("/set"))
-    assert client.get("/flags", headers=headers(token)).json["new"] is False
-    assert store.kinds() == ["Create", "Load"]  # permanent is not stored as data
+    r = client.get("/flags", headers=headers(token))
+    assert r.json["new"] is False
+    # Issue 9.7 changed this: permanent = True is remember() now, so an existing session is
+    # saved once with its "remember me" limits (in the metadata, not as a data key) and its
+    # cookie gets Max-Age. It used to change nothing at all.
+    assert store.kinds() == ["Create", "Load", "Apply"]
+    (cookie,) = r.headers.getlist("Set-Cookie")
+    assert "Max-Age=" in cookie and token_of(r) == token
+    store.reset()
+    again = client.get("/flags", headers=headers(token))  # already permanent: nothing to save
+    assert again.headers.getlist("Set-Cookie") == [] and store.kinds() == ["Load"]
 
 
 def test_vary_is_merged_with_the_apps_own(store: CountingStore) -> None:
