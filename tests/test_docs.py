@@ -474,3 +474,24 @@ def test_cli_lines_in_docs_parse(capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
     assert checked >= 5, "no CLI examples found"
     assert not wrong, wrong
+
+
+def test_readme_links_resolve() -> None:
+    """README.md, SECURITY.md and CHANGELOG.md are read on GitHub, outside the docs build: their
+    relative links must point at files that exist (and anchors at headings that exist)."""
+    broken = []
+    for name in ("README.md", "SECURITY.md", "CHANGELOG.md"):
+        text = (ROOT / name).read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+://", target) or target.startswith("mailto:"):
+                continue
+            path, _, anchor = target.partition("#")
+            file = ROOT / path if path else ROOT / name
+            if not file.is_file():
+                broken.append(f"{name}: {target}")
+            elif anchor and file.suffix == ".md":
+                headings = re.findall(r"^#+\s+(.+?)\s*$", file.read_text(encoding="utf-8"), re.M)
+                slugs = {re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-") for h in headings}
+                if anchor not in slugs:
+                    broken.append(f"{name}: {target} (no such heading)")
+    assert not broken, broken
