@@ -131,6 +131,23 @@ def test_demo_login_change_logout(demo: tuple[str, str]) -> None:
     assert "blue" not in page
 
 
+def test_demo_remember_me(demo: tuple[str, str]) -> None:
+    """The login form's "remember me" makes the session persistent: the cookie has an expiry
+    (it survives a browser restart); without it, a browser-session cookie."""
+    base, _ = demo
+    plain, kept = Browser(base), Browser(base)
+    for b, extra in ((plain, {}), (kept, {"remember": "on"})):
+        b.get()
+        page = b.post("/login", user="gina", **extra)
+        (cookie,) = list(b.jar)
+        if extra:
+            assert "id='remembered'" in page
+            assert cookie.expires is not None and cookie.expires > time.time() + 20 * 86400
+        else:
+            assert "id='remembered'" not in page
+            assert cookie.expires is None
+
+
 def test_demo_new_session_id_shows_a_visible_change(demo: tuple[str, str]) -> None:
     """Issue 9.6: "New session ID" changes the fingerprint shown, a short keyed hash that
     reveals nothing of the token."""
@@ -173,9 +190,13 @@ def test_demo_shows_human_readable_times(demo: tuple[str, str]) -> None:
     (-60, "1 minute ago"),
     (-3 * 60 - 59, "3 minutes ago"),
     (-7200, "2 hours ago"),
+    (-7200 - 5 * 60 - 7, "2 hours 5 minutes ago"),
     (-86400 * 3, "3 days ago"),
+    (-86400 - 3600, "1 day 1 hour ago"),
     (1799, "in 29 minutes"),
+    (1799.9, "in 29 minutes"),
     (43200, "in 12 hours"),
+    (14 * 86400 - 0.5, "in 13 days 23 hours"),
 ])
 def test_relative_time(when: float, text: str) -> None:
     from datetime import datetime, timedelta, timezone

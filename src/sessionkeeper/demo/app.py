@@ -130,13 +130,18 @@ def relative_time(when: datetime | None, now: datetime) -> str:
     if when is None:
         return "-"
     delta = (when - now).total_seconds()
-    seconds = abs(delta)
+    seconds = int(abs(delta))
     if seconds < 5:
         return "just now"
-    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute"), (1, "second")):
+    units = ((86400, "day"), (3600, "hour"), (60, "minute"), (1, "second"))
+    for i, (size, unit) in enumerate(units):
         if seconds >= size:
-            n = int(seconds // size)
+            n, rest = divmod(seconds, size)
             text = f"{n} {unit}{'' if n == 1 else 's'}"
+            # days and hours get the next unit too: "in 13 days 23 hours", not "in 13 days"
+            if size >= 3600 and rest >= units[i + 1][0]:
+                m, small_unit = rest // units[i + 1][0], units[i + 1][1]
+                text += f" {m} {small_unit}{'' if m == 1 else 's'}"
             return f"in {text}" if delta > 0 else f"{text} ago"
     return "just now"  # pragma: no cover - the loop always returns
 
@@ -234,13 +239,18 @@ def _page(session: Session, store_url: str, idle: float, absolute: float,
     if session.user_id is not None:
         status = (f"Signed in as <b id='user'>{_e(session.user_id)}</b>, "
                   f"authenticated {_time(session.auth_at, now)}.")
+        if session.persistent:
+            status += (" <span id='remembered'>Remembered: the cookie survives a browser "
+                       "restart.</span>")
         lifecycle = (f"<form method='post' action='/regenerate'>{csrf}<button id='regenerate'>New "
                      f"session ID</button></form> <form method='post' action='/logout'>{csrf}"
                      "<button id='logout'>Log out</button></form>")
     else:
         status = "Not signed in."
         lifecycle = (f"<form method='post' action='/login'>{csrf}<input name='user' "
-                     "placeholder='any user name' required> <button id='login'>Log in</button></form>")
+                     "placeholder='any user name' required> <label><input type='checkbox' "
+                     "name='remember' id='remember'> remember me</label> "
+                     "<button id='login'>Log in</button></form>")
     fp = fingerprint(session)
     if fp is None:
         status += "<br>Session fingerprint: <span class='fp' id='fingerprint'>none yet</span>" \
@@ -305,6 +315,8 @@ def make_app(store_url: str, **options: Any) -> WSGIApp:
                 return _answer(start_response, "403 Forbidden", page, "text/html; charset=utf-8")
             if path == "/login" and form.get("user", "").strip():
                 session.login(form["user"].strip()[:64])
+                if form.get("remember"):
+                    session.remember()  # "remember me": Max-Age cookie, longer server limits
             elif path == "/logout":
                 session.logout()
             elif path == "/logout-others" and session.user_id is not None:
