@@ -208,12 +208,14 @@ def _limits(cfg: SessionConfig, expiry: Any, created_at: float) -> tuple[float, 
     """
     t = cfg.timeouts
     longest = max(t.absolute, seconds(cfg.remember_absolute_timeout, "remember_absolute_timeout"))
-    if isinstance(expiry, int | float) and not isinstance(expiry, bool) and expiry != 0:
+    # A non-finite number (set_expiry(float("nan"))) would make every expiry comparison false.
+    if isinstance(expiry, int | float) and not isinstance(expiry, bool) and expiry != 0 \
+            and math.isfinite(expiry):
         idle = min(float(expiry), longest)
         return idle, created_at + max(t.absolute, idle)
     if isinstance(expiry, str):
         at = _timestamp(expiry)
-        if at is not None:
+        if at is not None and math.isfinite(at):
             return math.inf, min(at, created_at + longest)
     return t.idle, created_at + t.absolute
 

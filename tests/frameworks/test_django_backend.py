@@ -14,10 +14,20 @@ import pytest
 from django.contrib.sessions.backends.base import UpdateError
 from django.core.management import call_command
 from django.test import override_settings
+from hypothesis import example, given
+from hypothesis import strategies as st
 
-from sessionkeeper import ConfigError, SessionManager, SessionTooLarge, Store, open_store, storage_key
+from sessionkeeper import (
+    ConfigError,
+    SessionConfig,
+    SessionManager,
+    SessionTooLarge,
+    Store,
+    open_store,
+    storage_key,
+)
 from sessionkeeper.core.records import Apply, Count, Op, Rename
-from sessionkeeper.django import SessionStore, _settings_backend
+from sessionkeeper.django import SessionStore, _limits, _settings_backend
 from tests.adapters.conftest import CountingStore
 
 
@@ -432,3 +442,26 @@ def test_wstg_sess_02_insecure_cookie_setting_is_explained_once(caplog: pytest.L
             override_settings(SESSIONKEEPER={"store": "memory://"}, SESSION_COOKIE_SECURE=True):
         _settings_backend()
     assert not caplog.records
+
+
+# ---- set_expiry's stored value is parsed: any value keeps the limits bounded -----------------------
+
+
+EXPIRY_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=40), st.datetimes().map(lambda d: d.isoformat()),
+    st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+
+
+@given(EXPIRY_VALUES, st.floats(min_value=0, max_value=4e9))
+@example(float("nan"), 0.0)
+@example(float("inf"), 0.0)
+@example("9999-12-31T23:59:59", 0.0)
+def test_any_stored_expiry_keeps_the_session_within_the_longest_limit(expiry: Any, created: float) -> None:
+    cfg = SessionConfig()
+    longest = 30 * 24 * 3600  # remember_absolute_timeout, above absolute_timeout
+    idle, absolute_at = _limits(cfg, expiry, created)
+    assert idle == idle and absolute_at == absolute_at  # never NaN: every comparison would be False
+    assert idle <= longest or idle == float("inf")  # inf: a fixed end date, no idle limit
+    assert absolute_at <= created + longest
