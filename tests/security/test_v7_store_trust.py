@@ -154,7 +154,8 @@ def test_v7_2_1_sqlite_refuses_a_database_directly_in_a_sticky_shared_directory(
     shared = tmp_path / "tmp-like"
     shared.mkdir()
     shared.chmod(0o1777)
-    with pytest.raises(ConfigError, match=r"SQLite database directory .*writable by group or others \(mode 1777\)"):
+    sticky = r"SQLite database directory .*writable by group or others \(mode 1777\)"
+    with pytest.raises(ConfigError, match=sticky):
         open_store(sqlite_url(shared / "sessions.db"))
     assert not (shared / "sessions.db").exists()  # refused before anything was created
     with open_store(sqlite_url(shared / "mine" / "sessions.db")) as store:
@@ -208,7 +209,9 @@ def test_v7_2_1_sqlite_new_files_are_0600_and_new_directories_0700_whatever_the_
 
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
-def test_v7_2_1_sqlite_in_memory_still_works(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_v7_2_1_sqlite_in_memory_still_works(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """ASVS 5.0 V7.2.1: the in-memory database has no path to check, and is not made a file
     (even in a directory the checks would refuse)."""
     shared = tmp_path / "shared"
