@@ -495,3 +495,11 @@ def test_readme_links_resolve() -> None:
                 if anchor not in slugs:
                     broken.append(f"{name}: {target} (no such heading)")
     assert not broken, broken
+
+
+def test_postgres_ddl_shown_in_stores_page_is_current() -> None:
+    """The PostgreSQL table shown in docs/stores.md is exactly what ``ddl()`` produces."""
+    from sessionkeeper.stores.postgres import ddl
+
+    shown = [b.code for b in blocks(ROOT / "docs" / "stores.md") if b.lang == "sql"]
+    assert shown == [ddl()], "docs/stores.md's SQL block differs from ddl(): paste ddl()'s output"
