@@ -97,6 +97,38 @@ def test_v7_5_replay_from_another_browser_never_gets_a_signed_in_cookie(
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("policy", ["log", *DEFENDING])
+def test_v7_5_app_regenerate_in_a_drifted_request_hands_out_nothing(
+        make: Callable[..., LClient], store: CountingStore, kind: str, policy: str) -> None:
+    """The app calls ``regenerate()`` on a page the replay visits: no new signed-in ID for the
+    drifted client, and the owner's token keeps working."""
+    c = make(kind, anomaly_policy=policy)
+    b = owner(c)
+    thief = thief_of(c, b.token)
+    r = thief.go("/regenerate")
+    assert r.status == 200
+    assert_no_signed_in_cookie(c, store, r)
+    assert c.events.of("rotated") == []
+    if policy != "revoke":
+        assert b.whoami()["user_id"] == "alice"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_v7_2_4_login_in_a_drifted_request_rotates(make: Callable[..., LClient], store: CountingStore,
+                                                  kind: str) -> None:
+    """A fresh authentication from the new client (the owner moved, and typed the password)
+    does rotate, and records the new fingerprint: later requests from there are quiet."""
+    c = make(kind, anomaly_policy="reauthenticate")
+    b = owner(c)
+    old = b.token
+    b.ip, b.ua = "198.51.100.20", CHROME_WIN
+    r = b.go("/reauth")
+    assert r.status == 200 and r.token and r.token != old
+    assert b.whoami()["recent"] is True
+    assert len(c.events.of("anomaly")) == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("policy", ["log", *DEFENDING])
 def test_v7_5_drifted_request_is_not_renewed(make: Callable[..., LClient], store: CountingStore,
                                             kind: str, policy: str) -> None:
     """Periodic renewal is due, but the request that asks is a replay from elsewhere: the flow

@@ -7,10 +7,11 @@ for the signed-in session or take the session away from the client that signed i
 
 - the fingerprint compared is the one recorded at ``login()`` or ``reauthenticate()`` (the user
   proved who they are from that client); a drifted request never overwrites it;
-- a drifted request never receives a token from the flow itself: no periodic renewal, no
-  re-sending of a renewed ID, no ``Max-Age`` refresh. Only the app can rotate the ID in such a
-  request, by calling ``login()``, ``reauthenticate()`` (after checking the password) or
-  ``regenerate()``;
+- a drifted request never receives the signed-in session's token: no periodic renewal, no
+  re-sending of a renewed ID, no ``Max-Age`` refresh, and a bare ``regenerate()`` by the app is
+  not carried out (its changes are saved, the ID stays). Only a fresh authentication in that
+  very request (``login()``, or ``reauthenticate()`` after the app checked the password)
+  rotates the ID and records the new client's fingerprint;
 - one drifted client is reported once per session (an ``anomaly`` event), not on every
   request: the session remembers the last client it reported (``Meta.info["drift"]``).
   ``"rotate"`` reports every drifted request (it writes nothing to the user's session).

@@ -443,7 +443,11 @@ class SessionFlow:
             return headers
 
         meta = record.meta
-        rotate = session.rotate or state.renew
+        # A drifted request gets a new ID only with a fresh authentication (login() or
+        # reauthenticate() in this very request): a bare regenerate() would hand the drifted
+        # client the signed-in session under a new ID and kill the owner's. It is not done;
+        # the request's changes are saved into the session as it is.
+        rotate = (session.rotate and (not state.drifted or session.new_user is not None)) or state.renew
         if rotate:
             kind = "rotated"
             new_meta = meta

@@ -71,8 +71,13 @@ class Session(MutableMapping[str, Any]):
     """Server-side session data for one request, used like a ``dict``.
 
     Besides the mapping methods it offers the lifecycle: :meth:`regenerate`, :meth:`destroy`,
-    :meth:`login`, :meth:`logout`, and read-only facts: :attr:`user_id`,
-    :attr:`created_at`, :attr:`last_seen`, :attr:`expires_at` (``None`` until saved).
+    :meth:`login`, :meth:`logout`, :meth:`reauthenticate`, "remember me" (:meth:`remember`,
+    :meth:`forget`, :attr:`persistent`, :attr:`permanent`), and read-only facts:
+    :attr:`user_id`, :attr:`created_at`, :attr:`last_seen`, :attr:`expires_at` (``None`` until
+    saved).
+
+    ``clear()`` on a signed-in session signs the user out (it is :meth:`logout`); ``pop()`` /
+    ``del`` of the app's own keys remove just those keys (see the module docstring).
     """
 
     def __init__(
@@ -444,7 +449,11 @@ class Session(MutableMapping[str, Any]):
         return None if self.token_issuer is None else self.token_issuer()
 
     def logout(self) -> None:
-        """Sign out: the same as :meth:`destroy`."""
+        """Sign out: the same as :meth:`destroy`. The session is deleted from the store when the
+        response is ready (its token is dead for every copy of the cookie, it leaves the user's
+        device list, a ``logged_out`` event), the cookie is cleared, a pending :meth:`remember`
+        is dropped. Data written afterwards in the same request starts a new anonymous
+        session."""
         self.destroy()
 
     # ---- facts --------------------------------------------------------------------------
