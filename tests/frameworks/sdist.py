@@ -41,6 +41,9 @@ def source_tree(dist: str, member: str) -> Path:
     prefix = f"{archive.name.removesuffix('.tar.gz')}/{member}"
     with tarfile.open(archive) as tar:
         members = [m for m in tar.getmembers() if m.name == prefix or m.name.startswith(prefix + "/")]
-        tar.extractall(CACHE, members=members, filter="data")
+        if hasattr(tarfile, "data_filter"):  # Python 3.11.4+: refuse links and paths outside
+            tar.extractall(CACHE, members=members, filter="data")
+        else:  # pragma: no cover - older 3.11 patch releases
+            tar.extractall(CACHE, members=members)
     assert target.exists(), f"{member} not in {archive.name}"
     return target
