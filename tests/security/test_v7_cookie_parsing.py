@@ -2,11 +2,11 @@
 bypassed by a name that differs from ours only by characters a lenient server trims
 (issue 8 point 1).
 
-Requirements: ASVS 5.0 V7.2.1 (the session token is verified by the backend: only the cookie
-this server set under its exact name is read), WSTG-SESS-02 (cookie attributes: the
-``__Host-`` prefix's guarantee holds end to end), WSTG-SESS-03 (session fixation / swapping
-by a planted cookie), WSTG-SESS-10 (no forced logout by cookie tossing beyond what the
-duplicate rule states).
+Requirements: ASVS 5.0 V3.3.3 (the ``__Host-`` prefix: its guarantee that no other host set
+the cookie holds end to end, so the server must read only the exact name), ASVS 5.0 V7.2.1
+(the session token is verified by the backend: only the cookie this server set is read),
+WSTG-SESS-02 (cookie attributes), WSTG-SESS-03 (session fixation / swapping by a planted
+cookie).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ JUNK = list(dict.fromkeys(
 NAME = COOKIE  # "__Host-session", the default policy's name
 
 
-def test_v7_2_1_wstg_sess_03_attack_header_reads_the_victims_token() -> None:
+def test_v3_3_3_v7_2_1_wstg_sess_03_attack_header_reads_the_victims_token() -> None:
     """The reported attack: a sibling subdomain planted ``\\xa0__Host-session=<attacker>`` with
     ``Domain=<parent>``; the browser sends it beside the victim's real ``__Host-`` cookie.
     Old code read both as ours (a duplicate -> no session, a forced logout)."""
@@ -46,7 +46,7 @@ def test_v7_2_1_wstg_sess_03_attack_header_reads_the_victims_token() -> None:
     assert read_token(f"{NAME}={victim}; \xa0{NAME}={attacker}", NAME) == victim
 
 
-def test_v7_2_1_wstg_sess_03_planted_cookie_alone_is_no_token() -> None:
+def test_v3_3_3_v7_2_1_wstg_sess_03_planted_cookie_alone_is_no_token() -> None:
     """Alone, the planted cookie must not sign the victim into the attacker's account (login
     CSRF / session swapping): old code returned the attacker's token."""
     attacker = ids.new_token()
@@ -57,7 +57,7 @@ def test_v7_2_1_wstg_sess_03_planted_cookie_alone_is_no_token() -> None:
 
 @pytest.mark.parametrize("junk", JUNK, ids=[f"U+{ord(c):04X}" for c in JUNK])
 @pytest.mark.parametrize("where", ["before", "after", "inside"])
-def test_v7_2_1_wstg_sess_02_every_trimmable_code_point_breaks_the_match(junk: str, where: str) -> None:
+def test_v3_3_3_wstg_sess_02_every_trimmable_code_point_breaks_the_match(junk: str, where: str) -> None:
     """Each code point below 0x20, 0x7f-0xa0 and the Unicode spaces, before, after or inside
     the name: never our cookie, alone or beside the real one. The one exception is HTAB
     (U+0009) around the name, which RFC 6265bis trims like SP."""
@@ -71,7 +71,7 @@ def test_v7_2_1_wstg_sess_02_every_trimmable_code_point_breaks_the_match(junk: s
         assert read_token(f"{name}={token}; {NAME}={real}", NAME) == real
 
 
-def test_wstg_sess_02_only_sp_and_htab_are_trimmed_around_the_value() -> None:
+def test_v3_3_3_wstg_sess_02_only_sp_and_htab_are_trimmed_around_the_value() -> None:
     token = ids.new_token()
     assert read_token(f" \t{NAME} \t= \t{token}\t ", NAME) == token
     for junk in ("\xa0", "\x85", "\x0b", "\x0c", "\r", "\n", "\u2028", "\ufeff"):
