@@ -132,6 +132,9 @@ def _settings_backend() -> Backend:
     """The backend described by ``settings.SESSIONKEEPER`` (built once, rebuilt when a test
     overrides the settings it reads)."""
     global _from_settings
+    built = _from_settings
+    if built is not None:  # the common case, read without the lock
+        return built
     with _lock:
         if _from_settings is None:
             _from_settings = _build_from_settings()
