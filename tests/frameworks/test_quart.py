@@ -213,3 +213,19 @@ def test_websocket_reads_the_session() -> None:
             assert await ws.receive() == "['apple']"
 
     run(main)
+
+
+def test_wstg_sess_05_cross_site_websocket_gets_no_session_with_csrf_on() -> None:
+    """WSTG-SESS-05 (CSRF): a websocket opened by another site carries the user's cookie; with
+    ``csrf=True`` it is not given the session."""
+    app = make_app(open_store("memory://"), csrf=True)
+
+    async def main() -> None:
+        client = app.test_client()
+        await client.post("/add", form={"item": "apple"}, headers={"Sec-Fetch-Site": "same-origin"}, **HTTPS)
+        async with client.websocket("/ws", scheme="wss", headers={"Origin": "https://evil.example"}) as ws:
+            assert await ws.receive() == "None"
+        async with client.websocket("/ws", scheme="wss", headers={"Origin": "https://localhost"}) as ws:
+            assert await ws.receive() == "['apple']"
+
+    run(main)
