@@ -145,6 +145,9 @@ def document(res: dict[str, Any], rows: list[Row]) -> str:
     ]
     if NOTES.exists():
         parts += [NOTES.read_text().strip(), ""]
+    soak = REPO / "bench" / "soak_results.md"  # bench/soak.py's section (issue 16), kept on rewrite
+    if soak.exists():
+        parts += [soak.read_text().strip(), ""]
     return "\n".join(parts)
 
 

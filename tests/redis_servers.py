@@ -77,6 +77,10 @@ class RedisServer:
         return redis.Redis(host="127.0.0.1", port=self.port, **{"socket_timeout": 5, **kw})  # type: ignore[arg-type]
 
     def start(self) -> RedisServer:
+        """Start (or start again, same port and files) and wait until it answers PING.
+
+        The process is tied to the calling *thread* (PR_SET_PDEATHSIG): call this from a thread
+        that outlives the server (not a short-lived worker such as ``asyncio.to_thread``'s)."""
         if self.sentinel:
             conf = self.dir / "sentinel.conf"
             conf.write_text(f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n" + "".join(
@@ -143,11 +147,14 @@ class RedisServer:
 class Cluster:
     """Three masters, no replicas, slots split evenly; formed with ADDSLOTSRANGE + MEET."""
 
-    def __init__(self, workdir: Path, masters: int = 3) -> None:
+    def __init__(self, workdir: Path, masters: int = 3, persistent: bool = False) -> None:
         self.bus_ports = [free_port() for _ in range(masters)]  # explicit: port + 10000 may be taken
+        # persistent: each node keeps an append-only file, so a node killed and started again
+        # (same port, same nodes.conf) rejoins with its data (bench/soak.py's restarts).
         self.servers = [
             RedisServer(workdir / f"node{i}", "--cluster-enabled", "yes", "--cluster-config-file",
-                        "nodes.conf", "--cluster-node-timeout", "5000", "--cluster-port", str(bus))
+                        "nodes.conf", "--cluster-node-timeout", "5000", "--cluster-port", str(bus),
+                        persistent=persistent)
             for i, bus in enumerate(self.bus_ports)
         ]
 

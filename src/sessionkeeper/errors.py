@@ -50,4 +50,5 @@ class StoreError(SessionError):
 
 
 class StoreUnavailable(StoreError):
-    """The store cannot be reached; adapters answer such requests with HTTP 503."""
+    """The store cannot be reached, or every connection to it stayed busy for the pool's
+    timeout (the message says which); adapters answer such requests with HTTP 503."""

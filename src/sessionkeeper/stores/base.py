@@ -4,6 +4,10 @@ A store performs the operations in :mod:`sessionkeeper.core.records`; their docs
 that module's header state the rules every store keeps. A store offers both faces:
 ``execute(op)`` for sync code and ``await aexecute(op)`` for async code. Stores without a
 native async client get ``aexecute`` by running ``execute`` in a worker thread.
+
+Every store also has :meth:`Store.ping` / :meth:`Store.aping` (a startup or health check: one
+read, its duration, or an error that says what is wrong) and :attr:`Store.address` (where it
+lives, without password). Outages are logged here, once each: see :func:`report_unavailable`.
 """
 
 from __future__ import annotations

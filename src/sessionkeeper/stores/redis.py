@@ -154,7 +154,10 @@ class RedisStore(Store):
       tools, not requests. Redis expires sessions by itself, so ``Purge`` only finds sessions
       expired by the caller's clock but not yet by Redis's.
     - Errors: unreachable, timing out, failing over, Cluster down or read-only ->
-      :class:`StoreUnavailable`; anything else Redis refuses -> :class:`StoreError`.
+      :class:`StoreUnavailable` ("<address> unavailable: …"); every connection busy for
+      ``pool_timeout`` -> :class:`StoreUnavailable` ("<address> busy …"); anything else Redis
+      refuses (credentials included) -> :class:`StoreError`. Messages name the store by
+      :attr:`address`, never with its password.
     - The async client is created in the running event loop on first ``aexecute``; a store
       serves one event loop at a time (a new loop gets a new client).
     """
