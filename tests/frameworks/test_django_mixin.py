@@ -5,7 +5,10 @@ Nothing of Django's test code is copied here: the mixin is imported from the sdi
 time (see :mod:`tests.frameworks.sdist`). Its only sibling import, the ``models`` module of a
 custom database backend (a model this run has no use for), is replaced by a stub.
 
-Every mixin test passes, except those in :data:`DIFFERENCES`, which are marked by name as
+Django's ``SessionMiddlewareTests`` from the same file run too, with ``SESSION_ENGINE =
+"sessionkeeper.django"``: Django's own middleware on this engine.
+
+Every test passes, except those in :data:`DIFFERENCES`, which are marked by name as
 expected failures (an unexpected pass fails the run) and listed with their reasons in
 docs/frameworks/django.md, "Differences by design".
 """
@@ -24,7 +27,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from django.test import SimpleTestCase
+from django.core.management import call_command
+from django.test import SimpleTestCase, override_settings
 
 from sessionkeeper import Store, open_store
 from sessionkeeper.django import SessionStore
@@ -38,11 +42,15 @@ DIFFERENCES: dict[str, str] = {
         "only keys shaped like sessionkeeper's 256-bit tokens are accepted; '12345678' is "
         "refused before it can reach a store (strict session IDs, ASVS V7.2.3)"
     ),
+    "test_empty_session_saved": (
+        "(SessionMiddlewareTests) reads the saved session back from Django's own database "
+        "table (django_session); this engine keeps sessions in the sessionkeeper store"
+    ),
 }
 
 
-def load_mixin() -> type:
-    """``SessionTestsMixin`` from the installed Django's sdist."""
+def load_tests_module() -> Any:
+    """``sessions_tests.tests`` from the installed Django's sdist."""
     tests_dir = sdist.source_tree("django", "tests")
     if "sessions_tests.models" not in sys.modules:
         stub = types.ModuleType("sessions_tests.models")
@@ -50,8 +58,12 @@ def load_mixin() -> type:
         sys.modules["sessions_tests.models"] = stub
     if str(tests_dir) not in sys.path:
         sys.path.append(str(tests_dir))
-    module = importlib.import_module("sessions_tests.tests")
-    mixin: type = module.SessionTestsMixin
+    return importlib.import_module("sessions_tests.tests")
+
+
+def load_mixin() -> type:
+    """``SessionTestsMixin`` from the installed Django's sdist."""
+    mixin: type = load_tests_module().SessionTestsMixin
     return mixin
 
 
@@ -200,3 +212,23 @@ class TestDjangoMixinRedis(_OnStore):
             redis_servers.delete_prefix(redis.primaries("redis"), prefix)
 
         return (lambda: open_store(redis.URL, prefix=prefix, socket_timeout=10)), cleanup
+
+
+def _middleware_tests_or_stand_in() -> type:
+    if Mixin.__name__ == "Unavailable":
+        return Mixin
+    return load_tests_module().SessionMiddlewareTests  # type: ignore[no-any-return]
+
+
+@override_settings(SESSION_ENGINE="sessionkeeper.django", SESSIONKEEPER={"store": "memory://"}, MIDDLEWARE=[])
+class TestDjangoSessionMiddleware(_middleware_tests_or_stand_in()):  # type: ignore[misc]
+    """Django's ``SessionMiddlewareTests`` with this engine configured in the settings."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        # One of them saves through Django's database backend: its table must exist.
+        call_command("migrate", run_syncdb=True, verbosity=0)
+        super().setUpClass()
+
+
+mark_differences(TestDjangoSessionMiddleware)
