@@ -76,7 +76,7 @@ def test_v7_2_3_keys_are_256_bit_tokens_and_the_store_sees_only_their_hash(
     assert key not in seen
 
 
-def test_v7_2_3_a_key_not_shaped_like_a_token_never_reaches_the_store(
+def test_v7_2_1_a_key_not_shaped_like_a_token_never_reaches_the_store(
     backend: type[SessionStore], store: CountingStore
 ) -> None:
     """WSTG-SESS-01: a guessed or Django-style 32-character key is never looked up."""
@@ -428,7 +428,7 @@ def test_concurrent_saves_keep_both_keys_on_every_store(real_store: Store) -> No
     assert dict(backend(key).items()) == {"a": 10, "b": 20}
 
 
-def test_wstg_sess_02_insecure_cookie_setting_is_explained_once(caplog: pytest.LogCaptureFixture) -> None:
+def test_v3_3_1_insecure_cookie_setting_is_explained_once(caplog: pytest.LogCaptureFixture) -> None:
     """WSTG-SESS-02 (cookie attributes): Django defaults SESSION_COOKIE_SECURE to False; the
     engine says what to set."""
     with caplog.at_level("WARNING", logger="sessionkeeper"), \

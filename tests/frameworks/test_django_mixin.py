@@ -40,7 +40,7 @@ from tests.stores.backends import postgres, redis
 DIFFERENCES: dict[str, str] = {
     "test_session_key_valid_string_saved": (
         "only keys shaped like sessionkeeper's 256-bit tokens are accepted; '12345678' is "
-        "refused before it can reach a store (strict session IDs, ASVS V7.2.3)"
+        "refused before it can reach a store (strict session IDs, ASVS 5.0 V7.2.1, V7.2.3)"
     ),
     "test_empty_session_saved": (
         "(SessionMiddlewareTests) reads the saved session back from Django's own database "

@@ -215,7 +215,7 @@ def test_websocket_reads_the_session() -> None:
     run(main)
 
 
-def test_wstg_sess_05_cross_site_websocket_gets_no_session_with_csrf_on() -> None:
+def test_v3_5_3_cross_site_websocket_gets_no_session_with_csrf_on() -> None:
     """WSTG-SESS-05 (CSRF): a websocket opened by another site carries the user's cookie; with
     ``csrf=True`` it is not given the session."""
     app = make_app(open_store("memory://"), csrf=True)
