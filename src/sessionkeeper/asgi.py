@@ -18,6 +18,11 @@ added. An app that raises (or answers 5xx) before that saves nothing. An app tha
 wire by then, and a session the client holds a cookie for must exist.
 
 Websockets see the session read-only: a websocket has no response headers to carry a cookie.
+
+With ``deferred=True`` the session is put in the scope unloaded and the app awaits its load
+(``await load_session(request)``, or FastAPI's ``SessionDep`` from :mod:`sessionkeeper.fastapi`):
+no store call unless asked for, and the one load goes through the async face. Using the session
+before that raises ``SessionError`` (see :mod:`sessionkeeper._deferred`).
 """
 
 from __future__ import annotations
@@ -25,14 +30,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 
-from ._adapter import own_answer_headers, resolve_config, resolve_store
+from ._adapter import commit, expiry_answer, own_answer_headers, resolve_config, resolve_store
+from ._deferred import load_session as load_session  # re-exported: sessionkeeper.asgi.load_session
+from ._deferred import open_deferred
+from .core import expiry
 from .core.config import SessionConfig
 from .core.flow import RequestInfo, RequestState, SessionFlow
 from .core.records import Record
 from .core.session import Session
 from .dispatch import emit_async
 from .drivers import run_async, run_sync
-from .errors import SessionError, StoreUnavailable
+from .errors import ConfigError, SessionError, StoreUnavailable
 from .responses import CSRF_REFUSED, UNAVAILABLE
 from .stores.base import Store
 
@@ -89,14 +97,23 @@ class SessionMiddleware:
     opened with :func:`~sessionkeeper.open_store`). ``options`` are the fields of
     :class:`~sessionkeeper.SessionConfig` (``idle_timeout``, ``absolute_timeout``, ``secure``,
     ``cookie_name``, ``same_site`` …). Wrong types are refused here, not on the first request.
+
+    ``deferred=True``: the session is loaded only when the app awaits it
+    (:func:`load_session`, FastAPI's ``SessionDep``), through the store's async face; touching
+    ``request.session`` before that raises ``SessionError``. Not combinable with ``lazy_load``.
     """
 
     def __init__(
-        self, app: ASGIApp, store: Store | str, config: SessionConfig | None = None, **options: Any
+        self, app: ASGIApp, store: Store | str, config: SessionConfig | None = None,
+        deferred: bool = False, **options: Any
     ) -> None:
         self.app = app
         # options first: a bad option should not leave a store connection open behind it
         self.config = SessionConfig.from_options(resolve_config(config, "SessionMiddleware"), **options)
+        if not isinstance(deferred, bool) or (deferred and self.config.lazy_load):
+            raise ConfigError("SessionMiddleware: deferred= must be True or False, and deferred=True "
+                              "replaces lazy_load=True (pass one of them)")
+        self.deferred = deferred
         self.store = resolve_store(store, "SessionMiddleware")
         self.flow = SessionFlow(self.config)
         self._wanted = _WANTED | {self.config.header_name.lower().encode("latin-1")}
@@ -113,8 +130,15 @@ class SessionMiddleware:
             if state.csrf_failed:
                 await self._refuse(scope, send)
                 return
+            if self.config.expiry_endpoints is not None and scope["type"] == "http":
+                endpoint = expiry.route(self.config.expiry_endpoints, str(scope.get("path") or ""))
+                if endpoint is not None:
+                    await self._expiry(scope, send, state, endpoint)
+                    return
             session: Session
-            if self.config.lazy_load and scope["type"] == "http":
+            if self.deferred:
+                session = open_deferred(flow, state, self.store)
+            elif self.config.lazy_load and scope["type"] == "http":
                 store = self.store
                 session = flow.open(state, run=lambda gen: run_sync(gen, store))
             else:
@@ -143,7 +167,7 @@ class SessionMiddleware:
         async def send_wrapper(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start" and not started:
-                headers = await run_async(self.flow.commit(state, session, message["status"]), self.store)
+                headers = await run_async(commit(self.flow, state, session, message["status"]), self.store)
                 if headers:
                     raw = list(message.get("headers", ()))
                     raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
@@ -157,6 +181,23 @@ class SessionMiddleware:
             if started:
                 raise
             await self._unavailable(scope, send)
+
+    async def _expiry(self, scope: Scope, send: Send, state: RequestState, endpoint: expiry.Endpoint) -> None:
+        """Answer an expiry endpoint (``expiry_endpoints``) without running the app."""
+        asked = _header(scope, expiry.REQUESTED_WITH_HEADER.lower().encode("latin-1"))
+        try:
+            status, headers, body = await run_async(
+                expiry_answer(self.flow, state, endpoint, asked), self.store)
+        except StoreUnavailable:
+            await self._unavailable(scope, send)
+            return
+        await send({
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(k.lower().encode("latin-1"), v.encode("latin-1"))
+                        for k, v in [*headers, *own_answer_headers(self.config)]],
+        })
+        await send({"type": "http.response.body", "body": b"" if state.info.method == "HEAD" else body})
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -184,6 +225,13 @@ async def _plain(send: Send, status: int, body: bytes, extra: list[tuple[bytes, 
         ],
     })
     await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for k, v in scope.get("headers", ()):
+        if k.lower() == name:
+            return str(v.decode("latin-1"))
+    return None
 
 
 class _HasScope(Protocol):

@@ -15,7 +15,7 @@ from flask.sessions import SessionInterface as _FlaskSessionInterface
 from flask.sessions import SessionMixin
 from werkzeug.local import LocalProxy
 
-from ._adapter import own_answer_headers, resolve_config, resolve_store
+from ._adapter import commit, expiry_answer, own_answer_headers, resolve_config, resolve_store
 from .core.config import SessionConfig
 from .core.flow import RequestState, SessionFlow
 from .core.session import Session
@@ -76,7 +76,7 @@ class SessionInterface(_FlaskSessionInterface):
             return
         state = session.state
         try:
-            headers = run_sync(self.flow.commit(state, session, response.status_code), self.store)
+            headers = run_sync(commit(self.flow, state, session, response.status_code), self.store)
         except StoreUnavailable:
             # Raised here, Flask would answer a plain 500; turn this response into the 503
             # the error handler gives for failures inside the view.
@@ -204,8 +204,45 @@ def init_app(
     if cfg.csrf:
         # First in line: no before_request hook of the app runs for a refused request either.
         app.before_request_funcs.setdefault(None, []).insert(0, refuse_cross_site)
+    if cfg.expiry_endpoints is not None:
+        _route_expiry_endpoints(app, interface, cfg.expiry_endpoints)
     app.extensions["sessionkeeper"] = interface
     return interface
+
+
+def _route_expiry_endpoints(app: Flask, interface: SessionInterface, prefix: str) -> None:
+    """Answer ``<prefix>/status``, ``/extend``, ``/end``, ``/client.js`` and ``/client.css``
+    (see :mod:`sessionkeeper.core.expiry`) before the app's own hooks and views run."""
+    from flask import request
+
+    from .core import expiry
+
+    def answer() -> Response | None:
+        endpoint = expiry.route(prefix, request.path)
+        if endpoint is None:
+            return None
+        current = flask_session._get_current_object()  # type: ignore[attr-defined]
+        if not isinstance(current, FlaskSession) or current.state is None:
+            return None
+        # A fresh state: the request's session object stays unloaded, so Flask's own save
+        # after this answer writes nothing (the status endpoint must never count as activity).
+        state = interface.flow.begin(current.state.info)
+        try:
+            status, headers, body = run_sync(
+                expiry_answer(interface.flow, state, endpoint, request.headers.get("X-Requested-With")),
+                interface.store)
+        finally:
+            if state.events:
+                emit_sync(interface.config.on_event, state.take_events())
+        response = Response(b"" if request.method == "HEAD" else body, status=status)
+        response.headers.clear()
+        for name, value in headers:
+            response.headers.add(name, value)
+        return response
+
+    # after the CSRF hook (if any), before every hook of the app
+    hooks = app.before_request_funcs.setdefault(None, [])
+    hooks.insert(1 if hooks and hooks[0].__name__ == "refuse_cross_site" else 0, answer)
 
 
 def _current_session() -> FlaskSession:

@@ -14,7 +14,8 @@ from http import HTTPStatus
 from types import TracebackType
 from typing import Any
 
-from ._adapter import own_answer_headers, resolve_config, resolve_store
+from ._adapter import commit, expiry_answer, own_answer_headers, resolve_config, resolve_store
+from .core import expiry
 from .core.config import SessionConfig
 from .core.flow import RequestInfo, RequestState, SessionFlow, info_from_headers
 from .core.session import Session
@@ -84,11 +85,30 @@ class SessionMiddleware:
         try:
             if state.csrf_failed:
                 return _plain(start_response, 403, CSRF_REFUSED, self._own)
+            if self.config.expiry_endpoints is not None:
+                endpoint = expiry.route(self.config.expiry_endpoints, str(environ.get("PATH_INFO") or ""))
+                if endpoint is not None:
+                    return self._expiry(environ, start_response, state, endpoint)
             environ[ENVIRON_KEY] = session
             return self._call(environ, start_response, state, session)
         finally:
             if state.events:
                 emit_sync(self.config.on_event, state.take_events())
+
+    def _expiry(
+        self, environ: dict[str, Any], start_response: StartResponse, state: RequestState,
+        endpoint: expiry.Endpoint,
+    ) -> list[bytes]:
+        """Answer an expiry endpoint (``expiry_endpoints``) without running the app."""
+        try:
+            status, headers, body = run_sync(
+                expiry_answer(self.flow, state, endpoint, environ.get("HTTP_X_REQUESTED_WITH")),
+                self.store)
+        except StoreUnavailable:
+            return _plain(start_response, self.config.unavailable_status, UNAVAILABLE,
+                          [("Retry-After", "1"), *self._own])
+        start_response(f"{status} {HTTPStatus(status).phrase}", [*headers, *self._own])
+        return [b"" if state.info.method == "HEAD" else body]
 
     def _call(
         self, environ: dict[str, Any], start_response: StartResponse, state: RequestState, session: Session
@@ -101,7 +121,7 @@ class SessionMiddleware:
             nonlocal started
             if exc_info is None and not started:
                 code = int(status.split(None, 1)[0])
-                headers = headers + run_sync(self.flow.commit(state, session, code), self.store)
+                headers = headers + run_sync(commit(self.flow, state, session, code), self.store)
                 if state.events:
                     emit_sync(self.config.on_event, state.take_events())
             started = True

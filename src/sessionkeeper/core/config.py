@@ -14,6 +14,7 @@ from . import ids
 from .clock import Clock, Timeouts, seconds, system_clock
 from .cookies import CookiePolicy, SameSite
 from .events import Subscriber
+from .expiry import checked_prefix
 from .fingerprint import AnomalyPolicy
 
 Transport = Literal["cookie", "header", "url"]
@@ -192,6 +193,14 @@ class SessionConfig:
     CSRF check. Normalised as browsers send ``Origin`` (lowercase, no default port, no
     trailing slash); ``"null"``, entries without an http(s) scheme, wildcards, paths and user
     names are refused at construction (see :func:`checked_origin`)."""
+    # --- expiry a person can see (sessionkeeper.core.expiry) ---
+    expiry_endpoints: str | None = None
+    """Path prefix of the session-expiry endpoints, e.g. ``"/_session"``; ``None`` (default):
+    off. When set, the middleware answers ``GET <prefix>/status`` (expiry as JSON, never
+    counted as activity), ``POST <prefix>/extend`` (slides the idle timeout, never past the
+    absolute limit), ``POST <prefix>/end`` (signs out) and serves the browser client at
+    ``<prefix>/client.js`` and ``<prefix>/client.css``; responses of requests that read a
+    session carry ``Session-Expires: idle=<epoch>, absolute=<epoch>``. See docs/expiry.md."""
     timeouts: Timeouts = field(init=False)
     cookie: CookiePolicy = field(init=False)
 
@@ -281,6 +290,7 @@ class SessionConfig:
             )
         trusted = tuple(dict.fromkeys(checked_origin(o) for o in self.trusted_origins))
         object.__setattr__(self, "trusted_origins", trusted)
+        checked_prefix(self.expiry_endpoints)
 
     @property
     def remember_timeouts(self) -> Timeouts:
