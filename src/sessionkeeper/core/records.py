@@ -72,23 +72,59 @@ class Record:
     meta: Meta
 
 
+# ---- nested patches --------------------------------------------------------------------
+# A patch changes parts of one key's stored value (its JSON tree, as core/codec.py writes it)
+# instead of replacing it, so concurrent requests that change different entries of one dict,
+# or append to one list, all keep their changes. Paths are dict keys from the key's value down;
+# only plain JSON objects and arrays are descended into (tagged codec values are replaced
+# whole, through ``PatchSet`` on their parent). The merge rules are stated in core/patch.py.
+
+
+@dataclass(frozen=True, slots=True)
+class PatchSet:
+    """Set the dict entry at ``path`` (at least one key) to ``value`` (JSON text)."""
+
+    path: tuple[str, ...]
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class PatchDelete:
+    """Remove the dict entry at ``path`` (at least one key), if it is there."""
+
+    path: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PatchAppend:
+    """Append the items of ``items`` (JSON text of an array) to the array at ``path``
+    (``()``: the key's value itself)."""
+
+    path: tuple[str, ...]
+    items: str
+
+
+PatchOp: TypeAlias = PatchSet | PatchDelete | PatchAppend
+
+
 @dataclass(frozen=True, slots=True)
 class Delta:
     """The changes one request made: applied atomically by :class:`Apply` or :class:`Rename`.
 
-    Order: delete the fields in ``delete``, write the fields in ``set`` (the two never
-    overlap), then, if ``meta`` is given, replace the metadata with it. Fields that this
-    request did not change are left alone, so concurrent requests that change different keys
-    all keep their changes.
+    Order: delete the fields in ``delete``, write the fields in ``set``, apply the nested
+    ``patch`` of each field it names (the three never name the same field), then, if ``meta``
+    is given, replace the metadata with it. Fields that this request did not change are left
+    alone, so concurrent requests that change different keys all keep their changes.
     """
 
     set: Mapping[str, str] = field(default_factory=dict)
     delete: frozenset[str] = frozenset()
     meta: Meta | None = None
+    patch: Mapping[str, tuple[PatchOp, ...]] = field(default_factory=dict)
 
     @property
     def touches_fields(self) -> bool:
-        return bool(self.set or self.delete)
+        return bool(self.set or self.delete or self.patch)
 
 
 # ---- operations ------------------------------------------------------------------------
