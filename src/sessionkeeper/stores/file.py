@@ -9,6 +9,8 @@ Layout (every directory 0700, every file 0600)::
     root/s/<ab>/<key>.json   a session: {"fields": {name: encoded text}, "meta": Meta.to_dict()}
     root/l/<ab>              the lock stripe for every key starting with <ab> (256 stripes)
     root/u/<sha256(user)>/<key>   empty marker: the user index behind ListUser
+    root/x/<slot>/<key>      empty marker: a short-lived record (a renewal alias) becomes
+                             garbage in time slot <slot> (16 s each); swept by Rename
 
 How it keeps the store rules:
 - Writes go to a temporary file in the session's own directory, then ``os.replace`` it over
@@ -44,11 +46,17 @@ replaced by a Create, removed by a Delete or a purge, and logged); ``os.replace`
 Expiry (issue 8.8): an expired file is never returned. One past both its expiry and its
 absolute limit is garbage (Redis's TTL rule: a merely idle session stays until then, so the
 request flow can tell "expired" from "unknown"; a renewal alias expires at its absolute
-limit, the end of its grace window): a Load that meets garbage deletes it under the stripe
-lock, and purge removes the rest. Nothing indexes files by expiry, so an alias nobody
-presents again stays on disk, unreadable through the store, until the next purge: run
-``sessionkeeper purge`` (or ``Store.purge``) at least as often as the grace window if
-backups must not hold them.
+limit, the end of its grace window). Garbage goes promptly, not at the next purge:
+- a Load that meets it deletes it under the stripe lock;
+- records that live at most an hour (renewal aliases: their grace window is at most 300 s)
+  get a marker in ``x/<slot>``, the 16-second slot in which they become garbage. Each Rename
+  (a renewal writes its alias just before its Rename) takes up to :data:`SWEEP_BATCH` markers
+  from slots wholly in the past and, under each key's stripe lock, deletes the record if it
+  is garbage (or moves the marker to the record's new slot if it was extended). So an alias
+  is gone from the disk after the first Rename at least 16 s past its window (unless more
+  than a batch waits). Markers are hints, as in the user index: written before the record,
+  checked against it before anything is deleted. Longer-lived sessions are left to purge;
+- purge removes all garbage, and sweeps every past slot.
 """
 
 from __future__ import annotations
@@ -95,6 +103,17 @@ _NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _CORRUPT = object()
 
 
+#: How many expiry markers each Rename takes on its way.
+SWEEP_BATCH = 32
+_SLOT = 16.0  # seconds per expiry slot
+_SHORT = 3600.0  # records living at most this long are indexed by expiry (aliases: <= 300 s)
+
+
+def _garbage_from(meta: Meta) -> float:
+    """When a record becomes garbage: expired and past its absolute limit."""
+    return max(meta.expires_at, meta.absolute_at)
+
+
 def _stripe(key: str) -> str:
     return key[:2]
 
@@ -125,6 +144,7 @@ class FileStore(MethodStore):
         self._sessions = os.path.join(self.root, "s")
         self._locks = os.path.join(self.root, "l")
         self._users = os.path.join(self.root, "u")
+        self._slots = os.path.join(self.root, "x")
         try:
             self._prepare()
         except OSError as exc:
@@ -151,12 +171,15 @@ class FileStore(MethodStore):
     def _prepare(self) -> None:
         # Every directory the store uses, made 0700 if missing, then checked (a link, another
         # owner, or group/other write access is refused: see the module header).
-        dirs = [self._sessions, self._locks, self._users]
+        dirs = [self._sessions, self._locks, self._users, self._slots]
         dirs += [os.path.join(self._sessions, s) for s in _STRIPES]
         for d in dirs:
             self._private_dir(d)
         for name in os.listdir(self._users):
             _trust.check_lstat(os.path.join(self._users, name), "file store user index directory",
+                               directory=True)
+        for name in os.listdir(self._slots):
+            _trust.check_lstat(os.path.join(self._slots, name), "file store expiry slot directory",
                                directory=True)
         for s in _STRIPES:
             self._private_file(os.path.join(self._locks, s), "file store lock file")
@@ -369,6 +392,7 @@ class FileStore(MethodStore):
             if isinstance(self._read(key), Record):
                 return False  # taken (a corrupt file counts as missing and is overwritten)
             self._mark(record.meta.user_id, key)
+            self._mark_expiry(record.meta, key)
             self._write(key, record)
         return True
 
@@ -397,6 +421,7 @@ class FileStore(MethodStore):
                 return False
             moved = self._patched(current, delta)
             self._mark(moved.meta.user_id, new)
+            self._mark_expiry(moved.meta, new)
             with self._shard(new) as dfd:
                 tmp = self._write_tmp(dfd, new, moved)
                 try:
@@ -409,6 +434,10 @@ class FileStore(MethodStore):
                         os.unlink(tmp, dir_fd=dfd)
                     raise
             self._unmark(current.meta.user_id, old)
+        # After the locks (it takes each key's own). Best effort: the rename is done, and
+        # what a failed sweep leaves, the next one or a purge removes.
+        with suppress(OSError, StoreError):
+            self._sweep_slots(now, SWEEP_BATCH)
         return True
 
     def do_delete(self, key: str) -> bool:
@@ -494,7 +523,62 @@ class FileStore(MethodStore):
             if not dead and tmps:
                 self._purge_batch(stripe, [], tmps, now)
         self._sweep_index(now)
+        self._sweep_slots(now, None)
         return removed
+
+    # ---- the expiry slots (see the module header) ----------------------------------------
+
+    def _mark_expiry(self, meta: Meta, key: str) -> None:
+        """Index a short-lived record (a renewal alias) by the slot it becomes garbage in."""
+        at = _garbage_from(meta)
+        if at - meta.created_at > _SHORT:
+            return  # a session: purge's business
+        directory = os.path.join(self._slots, str(int(at // _SLOT)))
+        for _ in range(10):
+            try:
+                os.mkdir(directory, 0o700)
+                os.chmod(directory, 0o700)
+            except FileExistsError:
+                pass
+            try:
+                with self._dir(directory) as dfd:
+                    fd = os.open(key, _MARK, 0o600, dir_fd=dfd)
+                    try:
+                        os.fchmod(fd, 0o600)
+                    finally:
+                        os.close(fd)
+                return
+            except FileNotFoundError:
+                continue  # a sweep removed the (then empty) slot in between: make it again
+        raise StoreError(f"cannot write the expiry index under {directory!r}")
+
+    def _sweep_slots(self, now: float, budget: int | None) -> None:
+        """Take markers from slots wholly past ``now`` (at most ``budget``; all if None)."""
+        past = sorted(int(n) for n in os.listdir(self._slots) if n.isdigit() and (int(n) + 1) * _SLOT <= now)
+        for slot in past:
+            directory = os.path.join(self._slots, str(slot))
+            try:
+                with self._dir(directory) as dfd:
+                    keys = [k for k in os.listdir(dfd) if is_valid_key(k)]
+                    for key in keys[:budget]:
+                        with self._locked(key):
+                            got = self._read(key)
+                            if isinstance(got, Record):
+                                if _garbage_from(got.meta) <= now:
+                                    self._unlink(key)
+                                    self._unmark(got.meta.user_id, key)
+                                else:
+                                    self._mark_expiry(got.meta, key)  # extended since: its new slot
+                            with suppress(FileNotFoundError):
+                                os.unlink(key, dir_fd=dfd)
+            except (FileNotFoundError, StoreError):
+                continue  # swept by another process meanwhile, or not ours: never followed
+            if budget is not None:
+                budget -= min(budget, len(keys))
+            with suppress(OSError):  # not empty (budget ran out, or a late marker): next time
+                os.rmdir(directory)
+            if budget == 0:
+                return
 
     def _sweep_index(self, now: float) -> None:
         """Drop user-index markers whose session is gone, dead or someone else's."""
