@@ -63,10 +63,18 @@ def _refuse_owner(what: str, path: str, uid: int) -> ConfigError:
 
 
 def _refuse_mode(what: str, path: str, mode: int) -> ConfigError:
+    subject = f"{_subject(what, path)} is writable by group or others (mode {stat.S_IMODE(mode):04o})"
+    if stat.S_ISDIR(mode) and mode & stat.S_ISVTX:
+        # A shared directory like /tmp: its mode is right for what it is; the location is not.
+        return ConfigError(
+            f"{subject}: a shared directory like /tmp is no place for a session store, as anyone "
+            f"could create its files before us. Fix: put the store in a private directory "
+            f"(e.g. {os.path.join(path, 'myapp')}/, which the store creates 0700, or a "
+            "per-user location such as ~/.local/state/myapp/)"
+        )
     return ConfigError(
-        f"{_subject(what, path)} is writable by group or others (mode {stat.S_IMODE(mode):04o}): they could "
-        f"replace it and read or forge sessions. Fix: `chmod go-w {path}`, or choose a store "
-        "location in a private directory of your own"
+        f"{subject}: they could replace it and read or forge sessions. Fix: `chmod go-w {path}`, "
+        "or choose a store location in a private directory of your own"
     )
 
 
