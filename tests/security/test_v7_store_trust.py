@@ -154,7 +154,7 @@ def test_v7_2_1_sqlite_refuses_a_database_directly_in_a_sticky_shared_directory(
     shared = tmp_path / "tmp-like"
     shared.mkdir()
     shared.chmod(0o1777)
-    sticky = r"directory .*writable by group or others \(mode 1777\): a shared directory like /tmp is no place"
+    sticky = r"directory .*writable by group or others \(mode 1777\): a shared directory like /tmp is no"
     with pytest.raises(ConfigError, match=sticky):
         open_store(sqlite_url(shared / "sessions.db"))
     assert not (shared / "sessions.db").exists()  # refused before anything was created
