@@ -99,6 +99,8 @@ class Browser:
     def post(self, path: str, **form: str) -> str:
         if self.csrf is not None and "csrf" not in form:
             form["csrf"] = self.csrf
+        if path == "/login":
+            form.setdefault("password", "demo")  # every demo account's password
         data = urllib.parse.urlencode(form).encode()
         return self._remember(self.opener.open(self.base + path, data=data, timeout=5).read().decode())
 
@@ -154,15 +156,15 @@ def test_demo_new_session_id_shows_a_visible_change(demo: tuple[str, str]) -> No
     base, _ = demo
     b = Browser(base)
     b.get()
-    page = b.post("/login", user="carol")
-    before = _fingerprint(page)
+    b.post("/login", user="carol")
+    before = _fingerprint(b.get("/session"))
     assert re.fullmatch(r"[0-9a-f]{8}", before), before
-    page = b.post("/regenerate")
+    page = b.post("/regenerate")  # back on "This session"
     after = _fingerprint(page)
     assert re.fullmatch(r"[0-9a-f]{8}", after), after
     assert after != before
     assert after not in b.token and b.token not in page  # never the token itself
-    assert _fingerprint(b.get()) == after  # stable until the ID changes again
+    assert _fingerprint(b.get("/session")) == after  # stable until the ID changes again
 
 
 def test_demo_shows_human_readable_times(demo: tuple[str, str]) -> None:
@@ -171,14 +173,19 @@ def test_demo_shows_human_readable_times(demo: tuple[str, str]) -> None:
     base, _ = demo
     b = Browser(base, "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0")
     b.get()
-    page = b.post("/login", user="dave")
-    visible = re.sub(r"<[^>]*>", "", page)  # the text a person reads
-    assert not re.search(r"\d\d:\d\d:\d\d\.\d", page), visible  # no fractions of seconds
-    assert "+00:00" not in visible
-    status = re.sub(r"<[^>]*>", "", _status(page))
-    assert "authenticated just now" in status
-    assert re.search(r"expires in (29|30) minutes", status), status
+    b.post("/login", user="dave")
+    for path in ("/", "/session", "/devices"):
+        page = b.get(path)
+        visible = re.sub(r"<[^>]*>", "", page)  # the text a person reads
+        assert not re.search(r"\d\d:\d\d:\d\d\.\d", page), visible  # no fractions of seconds
+        assert "+00:00" not in visible
+        status = re.sub(r"<[^>]*>", "", _status(page))
+        assert "authenticated just now" in status
+    page = b.get("/session")
+    facts = re.sub(r"<[^>]*>", " ", page[page.index("id='facts'"):])
+    assert re.search(r"expires\s+in (29|30) minutes\s+unless used", facts), facts
     assert re.search(r"title='\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC'", page)
+    page = b.get("/devices")
     devices = page[page.index("id='devices'"):]
     assert "just now" in devices
 
@@ -292,15 +299,21 @@ def test_demo_devices_and_log_out_other_devices(demo: tuple[str, str]) -> None:
     for b in (firefox, chrome, headless):
         b.get()
         b.post("/login", user="bob")
-    page = firefox.get()
+    page = firefox.get("/devices")
     assert "Firefox on Linux" in page
     assert "Chrome on Windows" in page
     assert "Chrome (headless) on Linux" in page  # issue 9.6: it used to say "Safari on Linux"
     assert "Safari" not in page
     assert page.count("this device") == 1
+    # issue 10: each other device can be signed out on its own
+    revoke = re.findall(r"<tr><td>Chrome \(headless\) on Linux.*?name='id' value='([^']+)'", page)
+    assert len(revoke) == 1
+    page = firefox.post("/revoke", id=revoke[0])
+    assert "Chrome (headless)" not in page and "Chrome on Windows" in page
+    assert "Not signed in" in _status(headless.get())
     firefox.post("/logout-others")
     assert "Not signed in" in _status(chrome.get())
-    page = firefox.get()
+    page = firefox.get("/devices")
     assert "bob" in _status(page)
     assert "Chrome on Windows" not in page
 
@@ -367,3 +380,68 @@ def test_user_agent_parser_takes_any_header(ua: str) -> None:
 
     shown = ua_family(ua)
     assert shown and len(shown) < 40
+
+
+# ---- issue 10: the demo as a small shop ------------------------------------------------------
+
+
+def test_demo_sign_in_needs_the_published_password(demo: tuple[str, str]) -> None:
+    base, _ = demo
+    b = Browser(base)
+    page = b.get("/signin")
+    assert "password <code>demo</code>" in page
+    page = b.post("/login", user="alice", password="wrong", next="/cart")
+    assert "Not signed in" in _status(page) and "id='failed'" in page
+    page = b.post("/login", user="alice", next="/cart")
+    assert "alice" in _status(page) and "<h1>Your cart</h1>" in page  # back where it was asked
+    b2 = Browser(base)
+    b2.get()
+    page = b2.post("/login", user="eve", next="https://evil.example/")
+    assert "<h1>Shop</h1>" in page  # next is a fixed list of the demo's pages: no open redirect
+
+
+def test_demo_cart_lines_are_separate_session_keys(demo: tuple[str, str]) -> None:
+    base, _ = demo
+    b = Browser(base)
+    b.get()
+    b.post("/cart/add", sku="tea")
+    b.post("/cart/add", sku="tea")
+    page = b.post("/cart/add", sku="mug")
+    assert "<code>cart:tea</code></td><td>2<" in page and "<code>cart:mug</code></td><td>1<" in page
+    assert "2 items" not in page  # not signed in: no status line with the cart
+    b.post("/login", user="ivy")  # the cart survives sign-in (the ID rotates, the data stays)
+    page = b.get("/cart")
+    assert "id='line-tea'" in page and "id='line-mug'" in page and "€27.00" in page
+    page = b.post("/cart/remove", sku="tea")
+    assert "id='line-tea'" not in page
+    page = b.post("/checkout", address="1 Main St")
+    assert "id='ordered'" in page and "id='line-mug'" not in page
+
+
+def test_demo_step_up_for_the_sensitive_action(demo: tuple[str, str]) -> None:
+    base, _ = demo
+    b = Browser(base)
+    b.get()
+    b.post("/login", user="jo")
+    page = b.get("/account")
+    assert "id='change-email'" in page  # signed in just now: recent enough
+    page = b.post("/account/email", email="jo@example.org")
+    assert "id='changed'" in page and "jo@example.org" in page
+
+
+def test_demo_serves_the_expiry_client_under_its_csp(demo: tuple[str, str]) -> None:
+    base, _ = demo
+    page = urllib.request.urlopen(base + "/", timeout=5)
+    html_text = page.read().decode()
+    assert '<script src="/_session/client.js"' in html_text and "<script>" not in html_text
+    with urllib.request.urlopen(base + "/_session/client.js", timeout=5) as js:
+        assert js.headers["Content-Type"] == "text/javascript; charset=utf-8"
+        assert "alertdialog" in js.read().decode()
+
+
+@pytest.mark.parametrize("warn", ["10", "60"])
+def test_demo_warn_before_is_checked(warn: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """At least 20 s (WCAG 2.2.1), and shorter than the idle timeout."""
+    assert main(["demo", "--store", "memory://", "--port", str(free_port()), "--idle-timeout", "60",
+                 "--warn-before", warn]) != 0
+    assert "--warn-before must be at least 20 seconds" in capsys.readouterr().err

@@ -37,7 +37,8 @@ def _when(ts: float | None) -> str:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo.app import serve
 
-    serve(host=args.host, port=args.port, store_url=args.store)
+    serve(host=args.host, port=args.port, store_url=args.store, idle_timeout=args.idle_timeout,
+          warn_before=args.warn_before)
     return 0
 
 
@@ -127,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--store", default=None,
                    help="store URL (default: SQLite in $XDG_STATE_HOME/sessionkeeper/demo.db, "
                         "i.e. ~/.local/state/sessionkeeper/demo.db)")
+    d.add_argument("--idle-timeout", type=float, default=None, metavar="SECONDS",
+                   help="idle timeout (default 1800); e.g. 60 to see the expiry warning soon")
+    d.add_argument("--warn-before", type=float, default=None, metavar="SECONDS",
+                   help="show the expiry warning this long before the idle timeout (at least 20)")
     d.set_defaults(func=cmd_demo)
 
     pu = with_store(sub.add_parser("purge", help="delete expired sessions"))
