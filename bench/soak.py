@@ -210,7 +210,7 @@ class Sample:
 class Sess:
     token: str
     acked: set[str] = field(default_factory=set)
-    state: str = "live"  # live | out (logout acknowledged) | unknown (logout outcome unknown)
+    state: str = "live"  # live | closing | out (logout acknowledged) | unknown (logout outcome unknown)
 
 
 class _NoCookies(http.cookiejar.DefaultCookiePolicy):
@@ -305,6 +305,10 @@ async def _steady(base: str, sessions: list[Sess], seconds: float, in_flight: in
             else:
                 if s in live:
                     live.remove(s)
+                # From here on the session's token is fixed: a request that was in flight may
+                # still answer with a cookie for a *new* session (its own was gone), which is
+                # not this one coming back.
+                s.state = "closing"
                 status, new = await client.get("/logout", s.token, "logout")
                 s.state = "out" if status == 200 else "unknown"
                 ended.append(s)
@@ -313,7 +317,7 @@ async def _steady(base: str, sessions: list[Sess], seconds: float, in_flight: in
                     live.append(fresh)
                     sessions.append(fresh)
                 continue
-            if status == 200 and new and new != s.token:  # rotated: follow it
+            if status == 200 and new and new != s.token and s.state == "live":  # rotated: follow it
                 s.token = new
 
     async def inject() -> None:
