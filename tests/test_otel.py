@@ -316,9 +316,10 @@ def test_proxy_is_transparent(raw_store: Store, provider: MeterProvider,
         _ = store.no_such_attribute
     assert store.count(T0) == 0 and store.load("0" * 64, T0) is None
     assert store.ping() >= 0
+    assert asyncio.run(store.aping()) >= 0
     m = Metrics(reader)
     assert m.histogram_count(DURATION, sessionkeeper__store__operation="count") == 1
-    assert m.histogram_count(DURATION, sessionkeeper__store__operation="load") == 2
+    assert m.histogram_count(DURATION, sessionkeeper__store__operation="load") == 3
     store.close()
     if raw_store.name == "sqlite":  # closed through the proxy: the wrapped store is closed
         with pytest.raises(Exception, match="closed"):
