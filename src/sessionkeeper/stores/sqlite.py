@@ -72,7 +72,8 @@ CREATE INDEX IF NOT EXISTS {TABLE}_absolute_at ON {TABLE} (absolute_at);
 CREATE INDEX IF NOT EXISTS {TABLE}_user_id ON {TABLE} (user_id) WHERE user_id IS NOT NULL;
 """
 
-_OLD_DB = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+# getattr: Windows has neither flag (nor owners to check: see _trust.supported).
+_OLD_DB = os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _NEW_DB = _OLD_DB | os.O_CREAT | os.O_EXCL
 _BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}  # primary codes; extended ones add high bits
 _URL_FORMS = (
@@ -292,7 +293,7 @@ class SQLiteStore(MethodStore):
                 fd = os.open(self.path, _OLD_DB)
                 created = False
             try:
-                if created:
+                if created and _trust.supported:
                     os.fchmod(fd, 0o600)  # whatever the umask; -wal and -shm copy this mode
                 else:
                     _trust.check_fd(fd, self.path, what + " file")  # the file we opened, no race
