@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import SplitResult
 
+from ..core.patch import apply_patch_text
 from ..core.records import Delta, Meta, Op, Record
 from ..errors import ConfigError
 from .base import MethodStore
@@ -123,6 +124,10 @@ class MemoryStore(MethodStore):
         for k in delta.delete:
             entry.fields.pop(k, None)
         entry.fields.update(delta.set)
+        for k, ops in delta.patch.items():  # merge rules: core/patch.py, applied in place
+            text = apply_patch_text(entry.fields.get(k), ops)
+            if text is not None:
+                entry.fields[k] = text
         if delta.meta is not None:
             entry.meta = delta.meta
 
