@@ -13,6 +13,11 @@ How it keeps the store rules:
   (escaped as ``\\u0000``) are data, never SQL or a JSON path. Both the stored object and
   every patch are written by :func:`json.dumps` with ASCII escaping, so a name always has the
   same spelling and ``json_patch`` (which compares names as written) matches it.
+- Nested patches (``Delta.patch``, rules in core/patch.py) are applied inside the same
+  ``UPDATE`` by ``sk_nested_patch(data, :nested)``, a deterministic function registered on
+  every connection that runs core/patch.py's reference on the row's value while SQLite holds
+  the write lock: still one statement, and no JSON path is ever built from a name (SQLite's
+  path syntax cannot spell every key, e.g. one holding both a quote and a dot).
 - ``Rename`` copies and deletes inside ``BEGIN IMMEDIATE``: no other writer in between.
 - ``Purge`` deletes in batches, each its own short transaction, so requests keep flowing.
 - ``Load`` never returns a row whose ``expires_at <= now``. A row that has also passed its
@@ -43,6 +48,7 @@ from typing import Any
 from urllib.parse import SplitResult, unquote
 
 from ..core.ids import is_valid_key
+from ..core.patch import apply_patch_text, ops_from_json, ops_to_json
 from ..core.records import Delta, Meta, Record
 from ..errors import ConfigError, StoreError, StoreUnavailable
 from . import _trust
@@ -118,10 +124,14 @@ _SWEEP = (
 _COUNT = f"SELECT count(*) FROM {TABLE} WHERE expires_at > :now"  # noqa: S608
 
 
-def _apply_sql(fields: bool, meta: bool) -> str:
+def _data_sql(nested: bool) -> str:
+    return "sk_nested_patch(json_patch(data, :patch), :nested)" if nested else "json_patch(data, :patch)"
+
+
+def _apply_sql(fields: bool, meta: bool, nested: bool = False) -> str:
     sets = []
     if fields:
-        sets.append("data = json_patch(data, :patch)")
+        sets.append(f"data = {_data_sql(nested)}")
     if meta:
         sets.append(_META_SET)
     if not sets:
@@ -129,8 +139,8 @@ def _apply_sql(fields: bool, meta: bool) -> str:
     return f"UPDATE {TABLE} SET {', '.join(sets)} WHERE key = :key AND expires_at > :now"  # noqa: S608
 
 
-def _rename_sql(fields: bool, meta: bool) -> str:
-    data = "json_patch(data, :patch)" if fields else "data"
+def _rename_sql(fields: bool, meta: bool, nested: bool = False) -> str:
+    data = _data_sql(nested) if fields else "data"
     rest = _META_PARAMS if meta else ", ".join(_META_COLS)
     # An upsert on INSERT ... SELECT needs a WHERE in the SELECT (it has one).
     return (
@@ -141,6 +151,23 @@ def _rename_sql(fields: bool, meta: bool) -> str:
 
 _APPLY = {(f, m): _apply_sql(f, m) for f in (False, True) for m in (False, True)}
 _RENAME = {(f, m): _rename_sql(f, m) for f in (False, True) for m in (False, True)}
+_APPLY_NESTED = {m: _apply_sql(True, m, nested=True) for m in (False, True)}
+_RENAME_NESTED = {m: _rename_sql(True, m, nested=True) for m in (False, True)}
+
+
+def _nested_patch(data: str, nested: str) -> str:
+    """``sk_nested_patch``: the row's fields object after the nested patches in ``nested``
+    (``{field: [op, ...]}`` in :func:`~..core.patch.ops_to_json` form)."""
+    fields = json.loads(data)
+    for name, raw in json.loads(nested).items():
+        text = apply_patch_text(fields.get(name), ops_from_json(raw))
+        if text is not None:
+            fields[name] = text
+    return _dumps(fields)
+
+
+def _nested(delta: Delta) -> str:
+    return _dumps({name: ops_to_json(ops) for name, ops in delta.patch.items()})
 
 
 def _dumps(value: Any) -> str:
@@ -318,6 +345,7 @@ class SQLiteStore(MethodStore):
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("SELECT json_patch('{}', '{}')")
+            conn.create_function("sk_nested_patch", 2, _nested_patch, deterministic=True)
         except sqlite3.OperationalError as exc:
             conn.close()
             if "json_patch" in str(exc):
@@ -400,6 +428,9 @@ class SQLiteStore(MethodStore):
         if delta.meta is not None:
             params.update(_meta_params(delta.meta))
         sql = _APPLY[delta.touches_fields, delta.meta is not None]
+        if delta.patch:
+            params["nested"] = _nested(delta)
+            sql = _APPLY_NESTED[delta.meta is not None]
         with self._conn() as conn:
             return conn.execute(sql, params).rowcount == 1
 
@@ -412,6 +443,9 @@ class SQLiteStore(MethodStore):
         if delta.meta is not None:
             params.update(_meta_params(delta.meta))
         sql = _RENAME[delta.touches_fields, delta.meta is not None]
+        if delta.patch:
+            params["nested"] = _nested(delta)
+            sql = _RENAME_NESTED[delta.meta is not None]
         with self._conn() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
