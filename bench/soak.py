@@ -98,7 +98,9 @@ def _redis_backend(workdir: Path, cluster: bool) -> Backend:
     def restart() -> None:
         node.kill()  # SIGKILL
         time.sleep(OUTAGE)
-        node.start()  # same port, same append-only file (and nodes.conf)
+        node.start()  # same port, same append-only file (and nodes.conf); answers PING
+        if cluster:  # a Cluster node serves once it has rejoined: that is when it is back
+            _wait_cluster_ok(node)
 
     def pause() -> None:
         node.pause()  # SIGSTOP
@@ -114,6 +116,19 @@ def _redis_backend(workdir: Path, cluster: bool) -> Backend:
         stop()
 
     return Backend("Redis Cluster" if cluster else "Redis", app_url, check, restart, pause, close)
+
+
+def _wait_cluster_ok(node: redis_servers.RedisServer, limit: float = 30.0) -> None:
+    client = node.client()
+    try:
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                if b"cluster_state:ok" in client.execute_command("CLUSTER", "INFO"):
+                    return
+            time.sleep(0.02)
+    finally:
+        client.close()
 
 
 def _pg_backend() -> Backend:

@@ -43,6 +43,7 @@ class Store(ABC):
     # need not call ``super().__init__``; an instance gets its own on its first failure.
     _down_since: float | None = None
     _down_failures: int = 0
+    _down_last: float = 0.0  # monotonic time of the latest failure
     _opened_as: str | None = None
 
     @property
@@ -250,22 +251,31 @@ def redact_url(parts: SplitResult) -> str:
 # ---- outages: logged once each, with their cause and their end -----------------------------
 #
 # The drivers (and ping) report every StoreUnavailable and every success. The first failure
-# of an outage logs its cause on logger "sessionkeeper" (ERROR); later failures only count;
-# the first operation that *started* after the outage began and succeeded ends it and logs
-# the recovery (WARNING). An operation that started before the outage and succeeds late
-# proves nothing, so it does not end it (no flapping log lines). The lock is taken only on
-# these transitions; the success path is one attribute read.
+# of an outage logs its cause on logger "sessionkeeper" (ERROR); later failures only count.
+# The outage ends, and its recovery is logged (WARNING), with the first success of an
+# operation that started after the *last* failure, once no failure has come for SETTLE
+# seconds. Both conditions keep the log at one pair of lines per outage: an operation that
+# began before a failure and succeeds late proves nothing, and in a partial outage (one
+# Cluster node down: some keys fail, others work) successes and failures interleave until
+# the node is back; without the quiet period each success would log a recovery and the next
+# failure a new outage. The lock is taken only on these transitions; while the store is up,
+# the success path is one attribute read.
+
+#: seconds without a failure before a success counts as the end of an outage
+SETTLE = 1.0
 
 _outage_lock = threading.Lock()
 
 
 def report_unavailable(store: Store, exc: BaseException) -> None:
     """Note that ``store`` failed with ``exc`` (a StoreUnavailable); log it if it is new."""
+    now = time.monotonic()
     with _outage_lock:
+        store._down_last = now
         if store._down_since is not None:
             store._down_failures += 1
             return
-        store._down_since = time.monotonic()
+        store._down_since = now
         store._down_failures = 1
     cause = _oneline(exc).rstrip(".")
     if store.address not in cause:
@@ -280,10 +290,13 @@ def report_unavailable(store: Store, exc: BaseException) -> None:
 def report_ok(store: Store, started: float) -> None:
     """Note that an operation on ``store`` that began at ``started`` (monotonic) succeeded."""
     since = store._down_since
-    if since is None or started < since:
+    if since is None:
+        return
+    last = store._down_last
+    if started < last or time.monotonic() - last < SETTLE:
         return
     with _outage_lock:
-        if store._down_since is None:
+        if store._down_since is None or store._down_last != last:
             return
         failures, store._down_since = store._down_failures, None
     log.warning(
