@@ -74,6 +74,7 @@ from typing import Any
 from urllib.parse import SplitResult, unquote
 
 from ..core.ids import is_valid_key
+from ..core.patch import apply_patch_text
 from ..core.records import Delta, Meta, Op, Record
 from ..errors import ConfigError, StoreError
 from . import _trust
@@ -368,6 +369,10 @@ class FileStore(MethodStore):
     def _patched(record: Record, delta: Delta) -> Record:
         fields = {k: v for k, v in record.fields.items() if k not in delta.delete}
         fields.update(delta.set)
+        for k, ops in delta.patch.items():  # merge rules: core/patch.py (we hold the lock)
+            text = apply_patch_text(fields.get(k), ops)
+            if text is not None:
+                fields[k] = text
         return Record(fields, delta.meta if delta.meta is not None else record.meta)
 
     # ---- operations ----------------------------------------------------------------------
