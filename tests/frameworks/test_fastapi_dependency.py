@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -34,7 +35,7 @@ from sessionkeeper.core.records import Op
 from sessionkeeper.fastapi import SessionDep, get_session_async
 
 from ..conftest import port_open, require_service
-from ..redis_servers import delete_prefix
+from ..redis_servers import RedisServer, delete_prefix, have_redis_server
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
@@ -408,7 +409,7 @@ def test_store_down_during_the_dependency_load_is_a_503_or_a_1013_close() -> Non
 
 
 @contextmanager
-def uvicorn_on(app: Any) -> Iterator[str]:
+def uvicorn_on(app: Any, lifespan: str = "off") -> Iterator[str]:
     import socket
 
     import uvicorn
@@ -416,7 +417,7 @@ def uvicorn_on(app: Any) -> Iterator[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, http="h11", ws="none", lifespan="off", log_config=None,
+    config = uvicorn.Config(app, http="h11", ws="none", lifespan=lifespan, log_config=None,
                             access_log=False, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -447,3 +448,49 @@ def test_round_trips_under_uvicorn() -> None:
             assert c.get(path).status_code == 200
             counts[path] = list(probe.ops)
     assert counts == {"/untouched": [], "/read": ["Load"], "/write": ["Load", "Apply"]}
+
+
+# The Redis store sends every operation as one script call; what a script runs inside the
+# server is no round trip (as tests/adapters/test_shared_stores.py counts them).
+SCRIPT_CALLS = {f"cmdstat_{c}" for c in ("evalsha", "eval", "evalsha_ro", "eval_ro")}
+
+
+def test_round_trips_counted_by_a_real_redis_server_under_uvicorn(tmp_path: Path) -> None:
+    """The same 0 / 1 / 2, counted by the Redis server itself (``INFO commandstats``), for
+    the FastAPI app served by uvicorn with the Redis store's async client."""
+    if not have_redis_server():
+        require_service("redis-server binary", "not on PATH")
+    server = RedisServer(tmp_path / "redis").start()
+    store = open_store(server.url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await store.aclose()  # the async connections belong to uvicorn's event loop
+
+    app = make_app(store, secure=False, cookie_name="sid")
+    app.router.lifespan_context = lifespan
+
+    def script_calls() -> dict[str, int]:
+        client = server.client()
+        try:
+            stats: dict[str, Any] = client.info("commandstats")
+        finally:
+            client.close()
+        return {k: int(v["calls"]) for k, v in stats.items() if k in SCRIPT_CALLS}
+
+    try:
+        with uvicorn_on(app, lifespan="on") as base, httpx.Client(base_url=base) as c:
+            assert c.get("/write").json() == {"n": 1}
+            for path in ("/read", "/write"):
+                c.get(path)  # each script's first call loads it (EVALSHA, then EVAL): warm up
+            counts = {}
+            for path in ("/untouched", "/read", "/write", "/untouched"):
+                before = script_calls()
+                assert c.get(path).status_code == 200
+                after = script_calls()
+                counts[path] = sum(after.values()) - sum(before.values())
+        assert counts == {"/untouched": 0, "/read": 1, "/write": 2}
+    finally:
+        store.close()
+        server.stop()
