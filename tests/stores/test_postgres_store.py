@@ -622,7 +622,38 @@ def test_unreachable_server_fails_fast_and_names_it_without_the_password() -> No
         with pytest.raises(StoreUnavailable) as info:
             store.load(key(1), NOW)
         assert f"postgres@127.0.0.1:{port}/test" in str(info.value)
+        assert "could not connect" in str(info.value) and "busy" not in str(info.value)
         assert PASSWORD not in str(info.value) and PASSWORD not in repr(store)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_busy_pool_waits_then_says_busy_not_unreachable(mode: str) -> None:
+    """Issue 16: every connection in use is a bounded wait, then a 503 that says "busy"."""
+    table = new_table()
+    store = open_store(url_for(), table=table, max_size=1, pool_timeout=0.2)
+    assert isinstance(store, PostgresStore)
+    try:
+        with running(store, mode) as run:  # type: ignore[arg-type]
+            assert run(Create(key(1), rec()))  # opens the pool (and creates the table)
+            if mode == "sync":
+                pool: Any = store._pool
+                held = pool.getconn()
+                release = lambda: pool.putconn(held)  # noqa: E731
+            else:
+                apool: Any = store._apool
+                held = run.await_(apool.getconn())
+                release = lambda: run.await_(apool.putconn(held))  # noqa: E731
+            try:
+                with pytest.raises(StoreUnavailable) as info:
+                    run(Load(key(1), NOW))
+            finally:
+                release()
+            text = str(info.value)
+            assert "busy" in text and "all 1 connections" in text and "could not connect" not in text
+            assert PASSWORD not in text
+            assert run(Load(key(1), NOW)) == rec()  # free again
+    finally:
+        drop_table(table)
 
 
 # ---- several processes ------------------------------------------------------------------
