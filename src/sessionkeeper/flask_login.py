@@ -17,6 +17,8 @@ sessionkeeper's do:
   at most that). ``remember=False`` turns a remembered session back into a browser-session one.
 - ``logout_user()`` -> :meth:`Session.logout`: the session is deleted on the server.
 - ``confirm_login()`` (re-authentication) -> :meth:`Session.reauthenticate`.
+- ``SESSION_PROTECTION = "strong"`` dropping the sign-in (another client identifier) ->
+  :meth:`Session.logout` (the server session would otherwise stay bound to the user).
 
 Flask-Login's ``remember_token`` cookie is **never set and never honoured**. It holds the user
 id signed with ``SECRET_KEY``, the same value for every login of that user, and no server state
@@ -51,6 +53,7 @@ from flask import Flask, request
 from flask_login import LoginManager  # type: ignore[import-untyped]
 from flask_login.config import COOKIE_NAME  # type: ignore[import-untyped]
 from flask_login.signals import (  # type: ignore[import-untyped]
+    session_protected,
     user_accessed,
     user_logged_in,
     user_logged_out,
@@ -124,6 +127,15 @@ def init_app(app: Flask, login_manager: LoginManager, *, fresh_for: float | time
         if session.user_id is not None:
             session.reauthenticate()
 
+    def protected(sender: Flask, **extra: Any) -> None:
+        # SESSION_PROTECTION = "strong" saw another client identifier and removed Flask-Login's
+        # keys: the sign-in is over for this (shared, server-side) session, so end it on the
+        # server too, rather than leave a session bound to a user nobody is signed in as.
+        session = _current()
+        if "_user_id" not in session and session.user_id is not None:
+            session.logout()
+            _drop_remember_cookie(app, session)
+
     def accessed(sender: Flask, **extra: Any) -> None:
         # Flask-Login is about to read the session (and, failing that, its remember cookie).
         session = _current()
@@ -141,7 +153,8 @@ def init_app(app: Flask, login_manager: LoginManager, *, fresh_for: float | time
     user_logged_out.connect(logged_out, app, weak=False)
     user_login_confirmed.connect(confirmed, app, weak=False)
     user_accessed.connect(accessed, app, weak=False)
-    app.extensions[_EXTENSION] = (logged_in, logged_out, confirmed, accessed)
+    session_protected.connect(protected, app, weak=False)
+    app.extensions[_EXTENSION] = (logged_in, logged_out, confirmed, accessed, protected)
 
 
 def _current() -> FlaskSession:

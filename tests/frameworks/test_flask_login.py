@@ -297,3 +297,16 @@ def test_misconfigurations_are_refused_with_the_fix(store: Store) -> None:
     app.config["REMEMBER_COOKIE_REFRESH_EACH_REQUEST"] = True
     with pytest.raises(ConfigError, match="REMEMBER_COOKIE_REFRESH_EACH_REQUEST"):
         sk_flask_login.init_app(app, LoginManager(app))
+
+
+def test_strong_session_protection_ends_the_server_session_too(store: Store) -> None:
+    """Flask-Login's ``SESSION_PROTECTION = "strong"`` (WSTG-SESS-03 hijacking defence) signs
+    the user out when the client identifier changes: the server session goes with it, so
+    no session stays bound to a user nobody is signed in as."""
+    app = make_app(store, SESSION_PROTECTION="strong")
+    client = app.test_client()
+    client.post("/login", data={"user": "42"}, base_url=BASE, headers={"User-Agent": "A"})
+    assert client.get("/me", base_url=BASE, headers={"User-Agent": "A"}).status_code == 200
+    assert client.get("/me", base_url=BASE, headers={"User-Agent": "B"}).status_code == 401
+    assert SessionManager(store).devices("42") == []
+    assert client.get("/me", base_url=BASE, headers={"User-Agent": "A"}).status_code == 401
