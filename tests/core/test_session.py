@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime, timezone
+from typing import Any
 
 import pytest
 
 from sessionkeeper import SessionEncodeError, SessionTooLarge
 from sessionkeeper.core import codec
-from sessionkeeper.core.records import Meta, Record
+from sessionkeeper.core.records import Meta, PatchAppend, PatchDelete, PatchSet, Record
 from sessionkeeper.core.session import Session
 
 from .conftest import T0, FakeClock
+from .test_diff import reference_apply
 
 
 def record(user_id: str | None = "u1", **values: object) -> Record:
@@ -79,21 +82,42 @@ def test_int_and_float_and_bool_are_different_values() -> None:
     assert s.delta().set == {"a": "true"}
 
 
+def saved(rec: Record | None, s: Session) -> dict[str, object]:
+    """What the store holds once ``s.delta()`` is applied to ``rec`` (decoded)."""
+    d = s.delta()
+    fields: dict[str, Any] = {} if rec is None else {k: json.loads(v) for k, v in rec.fields.items()}
+    for k in d.delete:
+        fields.pop(k, None)
+    for k, v in d.set.items():
+        fields[k] = json.loads(v)
+    for k, ops in d.patch.items():
+        fields[k] = reference_apply(fields.get(k, {}), ops)
+    return {k: codec.from_json_tree(v) for k, v in fields.items()}
+
+
+# Issue 12: in-place changes of a loaded dict/list are saved as nested patches (this test
+# expected a whole-value ``set`` before; the stored result is the same, the write is smaller).
 @pytest.mark.parametrize(
-    ("mutate", "expected"),
+    ("mutate", "expected", "patched"),
     [
-        (lambda s: s["cart"].append(3), [1, 2, 3]),
-        (lambda s: s["prefs"]["theme"].__setitem__("dark", True), {"theme": {"dark": True}}),
-        (lambda s: s["pair"][1].append("x"), (0, ["x"])),
+        (lambda s: s["cart"].append(3), [1, 2, 3], (PatchAppend((), "[3]"),)),
+        (lambda s: s["prefs"]["theme"].__setitem__("dark", True), {"theme": {"dark": True}},
+         (PatchSet(("theme", "dark"), "true"),)),
+        (lambda s: s["pair"][1].append("x"), (0, ["x"]), None),  # a tuple: replaced whole
     ],
 )
-def test_nested_mutation_is_detected(mutate: object, expected: object) -> None:
-    s = session(record(cart=[1, 2], prefs={"theme": {}}, pair=(0, [])))
+def test_nested_mutation_is_detected(mutate: object, expected: object, patched: object) -> None:
+    rec = record(cart=[1, 2], prefs={"theme": {}}, pair=(0, []))
+    s = session(rec)
     mutate(s)  # type: ignore[operator]
     d = s.delta()
-    assert len(d.set) == 1
-    ((_, text),) = d.set.items()
-    assert codec.decode(text) == expected
+    assert len(d.set) + len(d.patch) == 1
+    ((key, text),) = {**d.set, **{k: "" for k in d.patch}}.items()
+    if patched is None:
+        assert codec.decode(text) == expected and not d.patch
+    else:
+        assert d.patch == {key: patched} and not d.set
+    assert saved(rec, s)[key] == expected
     assert s.modified
 
 
@@ -102,7 +126,9 @@ def test_mutation_after_assignment_is_saved() -> None:
     items: list[int] = []
     s["items"] = items
     items.append(1)
-    assert s.delta().set == {"items": "[1]"}
+    # a new key: merged into what a concurrent request may have created meanwhile (issue 12)
+    assert s.delta().patch == {"items": (PatchAppend((), "[1]"),)}
+    assert s.encoded() == {"items": "[1]"}  # a new session is created whole
 
 
 def test_delete_and_readd() -> None:
@@ -239,3 +265,82 @@ def test_logout_is_destroy() -> None:
     s = session(record(a=1))
     s.logout()
     assert s.destroyed and len(s) == 0
+
+
+# ---- issue 12: patched or replaced (the rule in core/session.py's header) --------------------
+
+
+def test_naive_cart_reassigning_the_loaded_dict_is_patched() -> None:
+    rec = record(cart={"i0": 1})
+    s = session(rec)
+    cart = s.get("cart", {})
+    cart["i1"] = 1
+    s["cart"] = cart
+    assert s.delta().patch == {"cart": (PatchSet(("i1",), "1"),)} and s.delta().set == {}
+    assert saved(rec, s)["cart"] == {"i0": 1, "i1": 1}
+
+
+def test_naive_cart_on_a_missing_key_is_patched_so_first_writers_merge() -> None:
+    rec = record(other=1)
+    s = session(rec)
+    cart = s.get("cart", {})
+    cart["i7"] = 1
+    s["cart"] = cart
+    assert s.delta().patch == {"cart": (PatchSet(("i7",), "1"),)}
+    s2 = session(rec)
+    s2.setdefault("log", []).append("x")
+    assert s2.delta().patch == {"log": (PatchAppend((), '["x"]'),)}
+
+
+def test_an_empty_container_on_a_new_key_is_written_whole() -> None:
+    s = session(record())
+    s["cart"] = {}
+    s["log"] = []
+    assert s.delta().set == {"cart": "{}", "log": "[]"} and not s.delta().patch
+
+
+def test_a_fresh_object_on_a_stored_key_replaces_it() -> None:
+    rec = record(cart={"i0": 1, "i1": 1})
+    s = session(rec)
+    s["cart"] = {"i0": 1, "i2": 1}  # not the loaded object: replaced whole
+    assert s.delta().set == {"cart": '{"i0":1,"i2":1}'} and not s.delta().patch
+    s2 = session(rec)
+    s2["cart"] = {}  # emptying a cart: replaced, concurrent additions do not survive it
+    assert s2.delta().set == {"cart": "{}"}
+
+
+def test_replace_writes_whole_even_the_loaded_object() -> None:
+    rec = record(cart={"i0": 1})
+    s = session(rec)
+    cart = s["cart"]
+    cart["i1"] = 2
+    s.replace("cart", cart)
+    assert s.delta().set == {"cart": '{"i0":1,"i1":2}'} and not s.delta().patch
+    s.replace("new", [1])
+    assert s.delta().set["new"] == "[1]"
+
+
+def test_in_place_removal_and_list_shrink() -> None:
+    rec = record(cart={"i0": 1, "i1": 1}, log=[1, 2, 3], deep={"a": {"b": [1]}})
+    s = session(rec)
+    del s["cart"]["i0"]
+    s["log"].pop()
+    s["deep"]["a"]["b"].insert(0, 0)
+    d = s.delta()
+    assert d.patch == {"cart": (PatchDelete(("i0",)),), "deep": (PatchSet(("a", "b"), "[0,1]"),)}
+    assert d.set == {"log": "[1,2]"}
+    assert saved(rec, s) == {"cart": {"i1": 1}, "log": [1, 2], "deep": {"a": {"b": [0, 1]}}}
+
+
+def test_reordering_a_dict_in_place_writes_nothing() -> None:
+    s = session(record(d={"a": 1, "b": 2}))
+    d = s["d"]
+    d["a"] = d.pop("a")  # now {"b": 2, "a": 1}: the same JSON object
+    assert not s.delta().touches_fields
+
+
+def test_size_limit_holds_for_patched_values() -> None:
+    s = session(record(cart={}), max_size=100)
+    s["cart"].update({f"item{i}": 1 for i in range(20)})
+    with pytest.raises(SessionTooLarge):
+        s.delta()

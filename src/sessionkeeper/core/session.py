@@ -29,19 +29,22 @@ longer validates; :meth:`Session.csrf_token` makes a new one.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import hmac
+import json
 import logging
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, Self, SupportsIndex, cast
 from uuid import UUID
 
 from ..errors import ConfigError, SessionEncodeError, SessionError, SessionTooLarge
-from . import codec, ids
+from . import codec, diff, ids
 from .clock import seconds
 from .lifecycle import own_limits
-from .records import Delta, Meta, Record
+from .records import Delta, Meta, PatchOp, Record
 
 log = logging.getLogger("sessionkeeper")
 
@@ -50,6 +53,8 @@ _IMMUTABLE: frozenset[type] = frozenset(
     {str, int, float, bool, type(None), bytes, datetime, Decimal, UUID}
     | {type(datetime.now().date())}
 )
+
+_json = json.JSONDecoder().decode
 
 Loader = Callable[[], Record | None]
 CSRF_KEY = "_sk_csrf"
@@ -67,8 +72,40 @@ class _Raw:
         self.text = text
 
 
-class Session(MutableMapping[str, Any]):
-    """Server-side session data for one request, used like a ``dict``.
+class _Pending:
+    """The one entry of an unloaded session's ``dict`` storage (see "Why a dict" above)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<sessionkeeper: session not loaded>"
+
+
+_PENDING = _Pending()
+_MISSING: Any = object()
+
+# The dict's own storage, reached past the overrides (bound once: they are on the hot path).
+_dget = dict.get
+_dset = dict.__setitem__
+_ddel = dict.__delitem__
+_dcontains = dict.__contains__
+_dlen = dict.__len__
+_dkeys = dict.keys
+_ditems = dict.items
+_dvalues = dict.values
+_dclear = dict.clear
+_dupdate = dict.update
+_deq = dict.__eq__
+
+
+class Session(dict[str, Any]):
+    """Server-side session data for one request: a ``dict`` (``isinstance(s, dict)``), loaded
+    lazily, that records what changed.
+
+    Everything a ``dict`` offers works and reads through the lazy loading: ``json.dumps``,
+    ``dict(s)``, ``{**s}``, ``==``, ``|``, ``copy.copy`` / ``copy.deepcopy`` and ``s.copy()``
+    (these three give a plain ``dict`` snapshot of the data), ``keys/values/items``,
+    ``get/setdefault/pop/popitem/update/clear``. ``repr`` shows no data (values may be secret).
 
     Besides the mapping methods it offers the lifecycle: :meth:`regenerate`, :meth:`destroy`,
     :meth:`login`, :meth:`logout`, :meth:`reauthenticate`, "remember me" (:meth:`remember`,
@@ -93,8 +130,9 @@ class Session(MutableMapping[str, Any]):
         self._loader = loader
         self._record: Record | None = None
         self._orig: Mapping[str, str] = {}
-        self._data: dict[str, Any] = {}
         self._dirty: dict[str, str] = {}  # key -> encoding of the value assigned
+        self._loaded: dict[str, Any] = {}  # key -> the object decoded from the stored value
+        self._replaced: set[str] = set()  # keys given to replace(): written whole
         self._size: int | None = 0
         self.accessed = False  # read at all (the response then needs "Vary: Cookie")
         # lifecycle intents
@@ -111,15 +149,20 @@ class Session(MutableMapping[str, Any]):
         self.token_issuer: Callable[[], str | None] | None = None
         if loader is None:
             self._adopt(record)
+        else:
+            # json's C encoder writes "{}" for a dict whose storage is empty without calling
+            # items(): this entry makes it ask, and items() loads.
+            _dset(self, cast(str, _PENDING), None)
 
     # ---- loading ------------------------------------------------------------------------
 
     def _adopt(self, record: Record | None) -> None:
         self._loader = None
         self._record = record
+        _dclear(self)
         if record is not None:
             self._orig = record.fields
-            self._data = {k: _Raw(v) for k, v in record.fields.items()}
+            _dupdate(self, {k: _Raw(v) for k, v in record.fields.items()})
             self._size = None  # measured on the first change: a read-only request never needs it
 
     def _load(self) -> None:
@@ -140,19 +183,47 @@ class Session(MutableMapping[str, Any]):
 
     # ---- mapping ------------------------------------------------------------------------
 
+    def _decode(self, key: str, raw: _Raw) -> Any:
+        try:
+            value = codec.decode(raw.text)
+        except ValueError:
+            # The key is then saved as deleted (if the request saves at all).
+            log.warning("dropping corrupt session value %r", key)
+            self._size = self._sized() - self._len_of(key)
+            _ddel(self, key)
+            raise KeyError(key) from None
+        _dset(self, key, value)
+        if type(value) not in _IMMUTABLE:
+            self._loaded[key] = value  # patched, not replaced, while the key holds this object
+        return value
+
+    def _decode_all(self) -> None:
+        # Before a fast path of dict's own (a view, ==) reads the storage directly.
+        self._load()
+        for key, value in list(_ditems(self)):
+            if type(value) is _Raw:
+                with contextlib.suppress(KeyError):  # corrupt: dropped, as on any read
+                    self._decode(key, value)
+
     def __getitem__(self, key: str) -> Any:
         self._load()
-        value = self._data[key]
+        value = _dget(self, key, _MISSING)
+        if value is _MISSING:
+            raise KeyError(key)
+        if type(value) is _Raw:
+            return self._decode(key, value)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self._load()
+        value = _dget(self, key, _MISSING)
+        if value is _MISSING:
+            return default
         if type(value) is _Raw:
             try:
-                value = codec.decode(value.text)
-            except ValueError:
-                # The key is then saved as deleted (if the request saves at all).
-                log.warning("dropping corrupt session value %r", key)
-                self._size = self._sized() - self._len_of(key)
-                del self._data[key]
-                raise KeyError(key) from None
-            self._data[key] = value
+                return self._decode(key, value)
+            except KeyError:
+                return default
         return value
 
     def __setitem__(self, key: str, value: Any) -> None:
@@ -169,8 +240,15 @@ class Session(MutableMapping[str, Any]):
         if size > self._max_size:
             raise SessionTooLarge(size, self._max_size)
         self._size = size
-        self._data[key] = value
+        _dset(self, key, value)
         self._dirty[key] = text
+
+    def replace(self, key: str, value: Any) -> None:
+        """``session[key] = value``, written whole when the request ends: the stored value is
+        overwritten, never merged with changes a concurrent request made to it (see the
+        module docstring, "Patched or replaced")."""
+        self[key] = value
+        self._replaced.add(key)
 
     def _sized(self) -> int:
         if self._size is None:
@@ -180,31 +258,155 @@ class Session(MutableMapping[str, Any]):
     def _len_of(self, key: str) -> int:
         # Size estimate of the key's current value: exact for raw and assigned values, the
         # loaded size for a value mutated in place (delta() measures exactly at the end).
-        if key not in self._data:
+        if not _dcontains(self, key):
             return 0
         text = self._dirty.get(key) or self._orig.get(key, "")
         return len(key.encode()) + len(text.encode())
 
     def __delitem__(self, key: str) -> None:
         self._load()
+        if not _dcontains(self, key):
+            raise KeyError(key)
         self._size = self._sized() - self._len_of(key)
-        del self._data[key]
+        _ddel(self, key)
         self._dirty.pop(key, None)
 
+    # Overriding __iter__ (and keys) matters: dict(s), {**s}, f(**s) and d.update(s) then go
+    # through keys() and __getitem__ instead of copying the storage (CPython's dict_merge).
     def __iter__(self) -> Iterator[str]:
         self._load()
-        return iter(list(self._data))
+        return iter(list(_dkeys(self)))
+
+    def __reversed__(self) -> Iterator[str]:
+        self._load()
+        return iter(list(_dkeys(self))[::-1])
 
     def __len__(self) -> int:
         self._load()
-        return len(self._data)
+        return _dlen(self)
 
     def __contains__(self, key: object) -> bool:
         self._load()
-        return key in self._data
+        return _dcontains(self, key)
+
+    def keys(self) -> KeysView[str]:  # type: ignore[override]
+        """A live view of the keys (the dict's own: loaded first)."""
+        self._load()
+        return _dkeys(self)
+
+    def values(self) -> ValuesView[Any]:  # type: ignore[override]
+        """A live view of the values (every value is decoded first: each one is read)."""
+        self._decode_all()
+        return _dvalues(self)
+
+    def items(self) -> ItemsView[str, Any]:  # type: ignore[override]
+        """A live view of the items (every value is decoded first: each one is read)."""
+        self._decode_all()
+        return _ditems(self)
+
+    def _plain(self) -> dict[str, Any]:
+        self._decode_all()
+        return dict(_ditems(self))
+
+    def copy(self) -> dict[str, Any]:
+        """A plain ``dict`` holding the same values (as ``dict.copy`` gives for a subclass)."""
+        return self._plain()
+
+    def __copy__(self) -> dict[str, Any]:
+        return self._plain()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return copy.deepcopy(self._plain(), memo)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A pickled session is its data: the store connection and intents stay behind.
+        return (dict, (self._plain(),))
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
+        return self.__reduce__()
+
+    @classmethod
+    def fromkeys(cls, iterable: Iterable[str], value: Any = None) -> dict[str, Any]:  # type: ignore[override]
+        """A plain ``dict`` (a session comes only from a request)."""
+        return dict.fromkeys(iterable, value)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Session):
+            other._decode_all()
+        elif not isinstance(other, Mapping):
+            return NotImplemented
+        self._decode_all()
+        if not isinstance(other, dict):
+            other = dict(other.items())
+        return _deq(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    def __or__(self, other: object) -> dict[str, Any]:  # type: ignore[override]
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        out = self._plain()
+        out.update(other)
+        return out
+
+    def __ror__(self, other: object) -> dict[str, Any]:  # type: ignore[override]
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        out = dict(other)
+        out.update(self._plain())
+        return out
+
+    def __ior__(self, other: Any) -> Self:  # type: ignore[override,misc]
+        self.update(other)
+        return self
+
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
+        """Set each key of ``other`` (a mapping or key/value pairs) and of ``kwargs``."""
+        if isinstance(other, Mapping):
+            for key in other:
+                self[key] = other[key]
+        elif hasattr(other, "keys"):
+            for key in other.keys():  # noqa: SIM118  # not a Mapping: keys() is all it offers
+                self[key] = other[key]
+        else:
+            for key, value in other:
+                self[key] = value
+        for key, value in kwargs.items():
+            self[key] = value
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        """``session[key]`` if present (no change), else ``default``, stored first."""
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            self[key] = default
+            return default
+        return value
+
+    def pop(self, key: str, default: Any = _MISSING) -> Any:
+        """Remove ``key`` and return its value (``default`` if missing, else ``KeyError``)."""
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            if default is _MISSING:
+                raise KeyError(key)
+            return default
+        del self[key]
+        return value
+
+    def popitem(self) -> tuple[str, Any]:
+        """Remove and return the last (key, value) pair, as ``dict.popitem`` does."""
+        self._load()
+        while _dlen(self):
+            key = next(reversed(_dkeys(self)))
+            value = self.get(key, _MISSING)
+            if value is not _MISSING:
+                del self[key]
+                return key, value
+        raise KeyError("popitem(): session is empty")
 
     def __repr__(self) -> str:
-        state = "unloaded" if self._loader is not None else f"{len(self._data)} keys"
+        state = "unloaded" if self._loader is not None else f"{_dlen(self)} keys"
         # Never a token, a storage key or a value: reprs end up in logs and tracebacks.
         return f"<{type(self).__name__} {state} user_id={self.user_id_unloaded!r}>"
 
@@ -219,7 +421,7 @@ class Session(MutableMapping[str, Any]):
         self._clear_data()
 
     def _clear_data(self) -> None:
-        self._data.clear()
+        _dclear(self)
         self._dirty.clear()
         self._size = 0
 
@@ -231,7 +433,7 @@ class Session(MutableMapping[str, Any]):
         if self._loader is not None:
             return False
         try:
-            return self.delta().touches_fields
+            return bool(self._changes()[0] or any(k not in self for k in self._orig))
         except SessionError:
             return True  # changed into something that cannot be saved; the save will say so
 
@@ -241,12 +443,14 @@ class Session(MutableMapping[str, Any]):
         # changes, which this session detects by itself; ``False`` cannot hide a change.
         return
 
-    def delta(self, meta: Meta | None = None) -> Delta:
-        """The field changes since loading, as a :class:`Delta` carrying ``meta``."""
+    def _changes(self) -> tuple[dict[str, str], bool]:
+        """(key -> new encoding for each key whose encoding changed, any value re-encoded)."""
+        if self._loader is not None:
+            return {}, False
         orig = self._orig
         changed: dict[str, str] = {}
         reencoded = False
-        for key, value in self._data.items():
+        for key, value in _ditems(self):
             if type(value) is _Raw:
                 continue
             text = self._dirty.get(key)
@@ -257,22 +461,51 @@ class Session(MutableMapping[str, Any]):
                 continue  # read, and cannot have changed in place
             if orig.get(key) != text:
                 changed[key] = text
-        deleted = frozenset(k for k in orig if k not in self._data)
         # Assignments keep the size exact as they go; only values changed in place since
         # (a list appended to) need the whole session measured again.
         if changed and reencoded:
-            kept = {k: v for k, v in orig.items() if k in self._data}
+            kept = {k: v for k, v in orig.items() if _dcontains(self, k)}
             size = codec.encoded_size({**kept, **changed})
             if size > self._max_size:
                 raise SessionTooLarge(size, self._max_size)
-        return Delta(set=changed, delete=deleted, meta=meta)
+        return changed, reencoded
+
+    def delta(self, meta: Meta | None = None) -> Delta:
+        """The field changes since loading, as a :class:`Delta` carrying ``meta``: a changed
+        dict or list is a nested ``patch`` where the rules of "Patched or replaced" (module
+        docstring) allow, a whole value in ``set`` otherwise."""
+        changed, _ = self._changes()
+        orig = self._orig
+        deleted = frozenset(k for k in orig if not _dcontains(self, k))
+        if not changed:
+            return Delta(set=changed, delete=deleted, meta=meta)
+        sets: dict[str, str] = {}
+        patch: dict[str, tuple[PatchOp, ...]] = {}
+        loaded = self._loaded
+        for key, text in changed.items():
+            ops: tuple[PatchOp, ...] | None = None
+            if key not in self._replaced:
+                value = _dget(self, key)
+                old = orig.get(key)
+                if old is None:
+                    # A new key: merged into what a concurrent request may create meanwhile.
+                    if type(value) is dict or type(value) is list:
+                        new_tree = _json(text)
+                        ops = diff.diff(type(new_tree)(), new_tree) or None
+                elif loaded.get(key) is value:
+                    ops = diff.diff(_json(old), _json(text))
+            if ops is None:
+                sets[key] = text
+            elif ops:
+                patch[key] = ops
+        return Delta(set=sets, delete=deleted, meta=meta, patch=patch)
 
     def encoded(self) -> dict[str, str]:
         """Every current value, encoded (for creating the session in a store)."""
         self._load()
-        delta = self.delta()
-        out = {k: v for k, v in self._orig.items() if k in self._data}
-        out.update(delta.set)
+        changed, _ = self._changes()
+        out = {k: v for k, v in self._orig.items() if _dcontains(self, k)}
+        out.update(changed)
         return out
 
     # ---- lifecycle ----------------------------------------------------------------------
@@ -290,7 +523,7 @@ class Session(MutableMapping[str, Any]):
         """
         self._load()
         self.rotate = True
-        if CSRF_KEY in self._data:
+        if _dcontains(self, CSRF_KEY):
             del self[CSRF_KEY]
 
     def destroy(self) -> None:
@@ -308,8 +541,10 @@ class Session(MutableMapping[str, Any]):
         self.persist = None
         self._record = None
         self._orig = {}
-        self._data = {}
+        _dclear(self)
         self._dirty = {}
+        self._loaded = {}
+        self._replaced = set()
         self._size = 0
 
     def login(self, user_id: str | int) -> None:
