@@ -3,57 +3,16 @@ an app with the default secure cookie: what a person sees, and what the browser 
 
 from __future__ import annotations
 
-import shutil
-import threading
 from collections.abc import Iterator
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 
 from sessionkeeper import open_store
-from sessionkeeper.demo.app import _Server, make_app
+from sessionkeeper.demo.app import make_app
 from sessionkeeper.wsgi import ENVIRON_KEY, SessionMiddleware, StartResponse
 
-from ..conftest import free_port, require_service
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
-
-
-class _Quiet(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-def _serve(app: Any) -> Iterator[str]:
-    port = free_port()
-    httpd = make_server("127.0.0.1", port, app, server_class=_Server, handler_class=_Quiet)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://localhost:{port}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require_service("playwright", "pip install playwright (in the dev extra)")
-    if not shutil.which("chromium") and not shutil.which(CHROMIUM):
-        require_service("chromium", "apt-get install chromium (.ci/run does this)")
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+from .conftest import _serve
 
 
 @pytest.fixture
@@ -64,12 +23,13 @@ def demo_url() -> Iterator[str]:
 def test_demo_in_a_browser(browser: Any, demo_url: str) -> None:
     context = browser.new_context()
     page = context.new_page()
-    page.goto(demo_url + "/")
+    page.goto(demo_url + "/signin")
     assert "Not signed in" in page.inner_text("#status")
     # The login form carries a CSRF token, so the first visit stores an anonymous pre-session
     # (it used to set nothing; login CSRF protection needs somewhere to keep the token).
     (pre,) = context.cookies()
     page.fill("input[name=user]", "alice")
+    page.fill("input[name=password]", "demo")
     page.click("#login")
     assert "alice" in page.inner_text("#user")
     (cookie,) = context.cookies()
@@ -84,12 +44,14 @@ def test_demo_in_a_browser(browser: Any, demo_url: str) -> None:
     page.fill("input[name=value]", "blue")
     page.click("#set")
     assert "blue" in page.inner_text("#data")
+    page.goto(demo_url + "/session")
     fingerprint = page.inner_text("#fingerprint")
     page.click("#regenerate")
     (renewed,) = context.cookies()
     assert renewed["value"] != cookie["value"]
-    assert "blue" in page.inner_text("#data")
     assert page.inner_text("#fingerprint") != fingerprint  # the change is visible
+    page.goto(demo_url + "/")
+    assert "blue" in page.inner_text("#data")
     page.click("#logout")
     assert "Not signed in" in page.inner_text("#status")
     assert "blue" not in page.inner_text("#data")
@@ -99,18 +61,22 @@ def test_demo_in_a_browser(browser: Any, demo_url: str) -> None:
 
 
 def test_demo_csp_blocks_nothing_it_needs(browser: Any, demo_url: str) -> None:
-    """The demo's strict CSP (no scripts, the one inline style by hash) leaves the page
-    styled and raises no violation in a real browser."""
+    """The demo's strict CSP (scripts only from the site, i.e. the expiry client; the one
+    inline style by hash; fetch only to the site) leaves the page styled and the client
+    running, and raises no violation in a real browser."""
     context = browser.new_context()
     page = context.new_page()
     messages: list[str] = []
     page.on("console", lambda m: messages.append(m.text))
-    page.goto(demo_url + "/")
-    margin = page.evaluate("getComputedStyle(document.body).maxWidth")
-    assert margin != "none"  # the inline style applied (its hash is in the CSP)
+    page.goto(demo_url + "/signin")
+    width = page.evaluate("getComputedStyle(document.querySelector('main')).maxWidth")
+    assert width != "none"  # the inline style applied (its hash is in the CSP)
     page.fill("input[name=user]", "alice")
+    page.fill("input[name=password]", "demo")
     page.click("#login")  # form-action 'self' allows the demo's own forms
     assert "alice" in page.inner_text("#user")
+    # the client script loaded and its status fetch was allowed (connect-src 'self')
+    page.wait_for_function("() => document.documentElement.dataset.sessionkeeper === 'ready'")
     assert not [m for m in messages if "Content Security Policy" in m], messages
     context.close()
 

@@ -57,6 +57,7 @@ from .._adapter import static_file
 from ..core.session import Session
 from ..errors import ConfigError, SessionError
 from ..manager import SessionManager
+from ..stores.base import Store
 from ..wsgi import ENVIRON_KEY, SessionMiddleware, StartResponse
 
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -132,7 +133,7 @@ PAGE = """<!doctype html>
 <title>{title} · sessionkeeper shop</title>
 <style>{style}</style>
 <script src="{prefix}/client.js" data-warn-before="{warn}" data-sign-in-url="/signin?next={{next}}"
- data-activity-throttle="{throttle}" defer></script></head><body>
+ data-activity-throttle="{throttle}" data-poll-interval="{poll}" defer></script></head><body>
 <header><div class="in"><a class="brand" href="/">☕ sessionkeeper shop</a><nav>{nav}</nav></div></header>
 <main>
 <div class="box" id="status">{status}</div>
@@ -326,9 +327,10 @@ class Page:
         nav = "".join(f"<a href='{href}'{' aria-current=page' if href == self.path else ''}>{name}</a>"
                       for href, name in NAV)
         t = self.app.timeouts
+        every = int(min(60, max(5, t.idle / 4)))  # activity extends and status polls, seconds
         return PAGE.format(
             title=_e(title), style=STYLE, prefix=EXPIRY_PREFIX, warn=int(self.app.warn_before),
-            throttle=int(min(60, max(5, t.idle / 4))), nav=nav, status=self.status(), body=body,
+            throttle=every, poll=every, nav=nav, status=self.status(), body=body,
             store=_e(mask_url(self.app.store_url)), idle=duration(t.idle),
             absolute=duration(t.absolute), warn_text=duration(self.app.warn_before))
 
@@ -368,17 +370,18 @@ class Page:
         total = sum(PRODUCTS[sku][1] * n for sku, n in lines.items())
         done = "<div class='box notice' id='ordered'>Thank you: your order is on its way.</div>" \
             if self.q.get("ordered") else ""
-        checkout = ""
-        if lines:
-            checkout = (
-                "<h2>Checkout</h2><p class='muted'>Take your time: if your session ends while you "
-                "type, what you wrote here is kept on this device and comes back after you sign "
-                "in again.</p><form method='post' action='/checkout' id='checkout' "
-                f"data-sessionkeeper-draft='checkout'>{self.csrf}"
-                "<label for='address'>Delivery address</label><input id='address' name='address' "
-                "size='40' autocomplete='street-address'>"
-                "<label for='note'>Note for the courier</label><textarea id='note' name='note'>"
-                "</textarea><p><button id='place-order'>Place order</button></p></form>")
+        # always there (the button disabled while the cart is empty): its draft must survive
+        # an expiry that empties the cart
+        checkout = (
+            "<h2>Checkout</h2><p class='muted'>Take your time: if your session ends while you "
+            "type, what you wrote here is kept on this device and comes back after you sign "
+            "in again.</p><form method='post' action='/checkout' id='checkout' "
+            f"data-sessionkeeper-draft='checkout'>{self.csrf}"
+            "<label for='address'>Delivery address</label><input id='address' name='address' "
+            "size='40' autocomplete='street-address'>"
+            "<label for='note'>Note for the courier</label><textarea id='note' name='note'>"
+            "</textarea><p><button id='place-order'"
+            + ("" if lines else " disabled") + ">Place order</button></p></form>")
         return (f"<h1>Your cart</h1>{done}<table id='cart'><tr><th>product</th><th>qty</th>"
                 "<th>price</th><th></th></tr>"
                 + (rows or "<tr><td colspan=4><i>empty</i> — <a href='/'>go shopping</a></td></tr>")
@@ -592,7 +595,8 @@ class DemoApp:
         return "/"
 
 
-def make_app(store_url: str, *, warn_before: float | None = None, **options: Any) -> WSGIApp:
+def make_app(store_url: str | Store, *, warn_before: float | None = None, shown_url: str | None = None,
+             **options: Any) -> WSGIApp:
     """The demo WSGI app: the session middleware (``csrf=True``, ``expiry_endpoints``) around
     the pages, with the security headers around both. ``warn_before`` (seconds; default a
     quarter of the idle timeout, at most 2 minutes, at least 20 s) is when the expiry warning
@@ -600,7 +604,9 @@ def make_app(store_url: str, *, warn_before: float | None = None, **options: Any
     options.setdefault("secure", False)  # plain HTTP on loopback; see the page's footnote
     options.setdefault("csrf", True)
     options.setdefault("expiry_endpoints", EXPIRY_PREFIX)
-    app = DemoApp(store_url, 0, options.get("clock"))
+    # a Store object (tests) is named by shown_url, else by its class
+    shown = store_url if isinstance(store_url, str) else shown_url or type(store_url).__name__
+    app = DemoApp(shown, 0, options.get("clock"))
     middleware = SessionMiddleware(app, store=store_url, **options)
     idle = middleware.config.timeouts.idle
     if warn_before is None:

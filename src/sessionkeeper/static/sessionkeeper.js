@@ -73,6 +73,8 @@
     const keepDrafts = o.keepDrafts !== false; // forms still opt in one by one
     const draftMaxAge = (Number(o.draftMaxAge) || 86400) * 1000;
     const name = "sessionkeeper:" + endpoint;
+    // On the sign-in page itself the user is already doing what the dialog would ask.
+    const onSignIn = new URL(signInUrl.replace("{next}", ""), location.href).pathname === location.pathname;
     const me = Math.random().toString(36).slice(2);
 
     // What this tab believes; times in this tab's clock (ms).
@@ -261,7 +263,7 @@
         confirmEnd("expired");
         return;
       }
-      if (left <= warnBefore) {
+      if (left <= warnBefore && !onSignIn) {
         const reauth = nearAbsolute();
         const want = reauth ? "reauth" : "warning";
         if (mode !== want) {
