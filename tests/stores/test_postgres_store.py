@@ -710,7 +710,7 @@ def test_url_options_keywords_win_and_libpq_options_pass_through() -> None:
     url = url_for(query="table=from_url&application_name=sk-options-test&prepare_threshold=none")
     try:
         with open_store(url, table=table, create_schema=True) as store:
-            assert repr(store) == f"<PostgresStore PostgreSQL postgres@127.0.0.1:5432/test table={table!r}>"
+            assert repr(store) == f"<PostgresStore postgresql://postgres@127.0.0.1:5432/test table={table!r}>"
             assert store.count(NOW) == 0
             with admin() as conn:  # the pool may have opened a second connection meanwhile
                 got = conn.execute("SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = %s",

@@ -197,8 +197,8 @@ class PostgresStore(Store):
         port = params.get("port") or 5432
         user = str(params.get("user") or "")
         dbname = params.get("dbname") or user
-        self.where = f"PostgreSQL {user + '@' if user else ''}{host}:{port}/{dbname}"
         self._address = f"postgresql://{user + '@' if user else ''}{host}:{port}/{dbname}"
+        self.where = self._address  # messages start with it, as the Redis store's do
 
         connect_kwargs: dict[str, Any] = {
             "autocommit": True,  # one statement = one transaction = one round trip
