@@ -417,7 +417,8 @@ def _row(store: str, adapter: str, run: str, client: Client, lost: int, resurrec
          window: tuple[float, float] | None, log_lines: tuple[int, int]) -> Row:
     samples = client.samples
     statuses = Counter(str(s.status) for s in samples)
-    bad = [s for s in samples if not (isinstance(s.status, int) and s.status < 500)]
+    # HTTP 5xx answers only: client transport errors have their own column (see the notes)
+    bad = [s for s in samples if isinstance(s.status, int) and s.status >= 500]
     if window is None:
         outside = len(bad)
         recover = "-"
@@ -559,7 +560,7 @@ def section(rows: list[Row], command: str, run_seconds: float, sessions: int, in
         "  *resurrected*: a `/logout` answered 200 whose session is in the store afterwards (must",
         "  be 0). *5xx outside fault*: error answers of requests that did not overlap the window",
         "  from the fault's start to the store being back (must be 0). *errors end*: seconds after",
-        "  the store was back until the last error answer. *outage logs*: the lines the app logged",
+        "  the store was back until the last 5xx answer. *outage logs*: the lines the app logged",
         "  on logger `sessionkeeper` (once when the outage began / once when it ended).",
         "",
         render(rows),
