@@ -120,9 +120,12 @@ class RedisStore(Store):
         ``pool_timeout`` seconds, so a burst queues instead of failing; only when the wait
         runs out does it fail with :class:`StoreUnavailable` ("busy: all N connections in
         use"), a 503 that says it was not an outage. ``pool_timeout=0`` sheds at once
-        instead. The wait is this store's own: a free connection is taken without waiting or
-        locking (redis-py's non-blocking pool, about 20 µs per command cheaper than its
-        ``BlockingConnectionPool`` in asyncio), and only a command that finds none queues.
+        instead. The wait is this store's own semaphore in front of redis-py's non-blocking
+        pool: a free connection is taken without waiting (about half the checkout cost of
+        redis-py's ``BlockingConnectionPool`` in asyncio, see ``bench/soak_checkout.py``), and
+        only a command that finds none queues. The default, 2 s, is ten times the longest wait
+        measured with 1,000 commands queued on 100 connections, and stays under
+        ``socket_timeout``, so a hung server still shows as unavailable.
     ``username``, ``password``, ``client_name``
         ``username``/``password`` override those in the URL.
     ``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``, ``ssl_cert_reqs`` (``"required"``),
