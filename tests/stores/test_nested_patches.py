@@ -264,7 +264,7 @@ def edit_script(draw: st.DrawFn, snapshot: Any) -> tuple[PatchOp, ...]:
     for _ in range(draw(st.integers(1, 4))):
         path, node = draw(st.sampled_from(places))
         if type(node) is list and path:
-            ops.append(PatchAppend(path, json.dumps(codec.to_json_tree(draw(st.lists(VALUES, max_size=2))))))
+            ops.append(PatchAppend(path, codec.encode("x", draw(st.lists(VALUES, max_size=2)))))
         elif is_object(node):
             if node and draw(st.booleans()):
                 ops.append(PatchDelete(path + (draw(st.sampled_from(sorted(node))),)))

@@ -38,7 +38,17 @@ Write scripts share one argument layout (``WRITE_HEADER`` values, then the field
              on the same server; in a Cluster they are in other slots, so Python does it)
     ARGV[10] script specific (Rename: the old storage key; Create: deadline ms or '';
              Apply: '' or, following a Cluster rename, the key it moved from: see ``o``)
-    ARGV[11] number of fields to delete, then those ``f:`` names, then ``f:`` name/value pairs
+    ARGV[11] number of fields to delete, then those ``f:`` names, then the number of ARGV
+             entries of the nested patches (below), those entries, then ``f:`` name/value pairs
+
+Nested patches (``Delta.patch``; merge rules in core/patch.py), per patched field:
+``f:<name>``, its number of ops, then per op: ``s``/``d``/``a``, the path length, the path's
+keys *as JSON string text* (``"k"``, escaped exactly as the codec writes keys), and, for ``s``
+and ``a``, the value or items as JSON text. The script edits the stored JSON *text*: it finds
+a key by comparing its raw spelling (every stored value and every key was written by the same
+encoder, core/codec.py: compact, ``ensure_ascii=False``, so one key has one spelling) and
+splices the new text in. It never decodes a value with cjson, so numbers (large integers,
+``1.0``, 17-digit floats), empty ``{}`` vs ``[]`` and key order come back byte for byte.
 
 On a single server the scripts read the old index name from ``x`` and ZREM from it, a key
 they do not declare in KEYS: Redis and Valkey allow this outside Cluster mode, and it keeps
@@ -80,9 +90,146 @@ local function extend(k, ms)
 end
 """
 
-_WRITE = _EXTEND + """
+# Raw JSON text editing for nested patches (see the module docstring). Values are compact
+# JSON as core/codec.py writes it; positions are byte indexes; "after" = one past the end.
+_JSON_EDIT = r"""
+local function str_after(s, i)
+  -- s[i] is the opening quote of a string: the index after its closing quote
+  local j = i + 1
+  while true do
+    local q = string.find(s, '["\\]', j)
+    if not q then error('sessionkeeper: corrupt JSON string') end
+    if string.byte(s, q) == 92 then j = q + 2 else return q + 1 end
+  end
+end
+
+local function val_after(s, i)
+  local c = string.byte(s, i)
+  if c == 34 then return str_after(s, i) end
+  if c == 123 or c == 91 then
+    local depth, j = 0, i
+    while true do
+      local p = string.find(s, '[%[%]{}"]', j)
+      if not p then error('sessionkeeper: corrupt JSON value') end
+      local b = string.byte(s, p)
+      if b == 34 then
+        j = str_after(s, p)
+      else
+        if b == 123 or b == 91 then depth = depth + 1 else depth = depth - 1 end
+        j = p + 1
+        if depth == 0 then return j end
+      end
+    end
+  end
+  return string.find(s, '[,%]}]', i) or (#s + 1)
+end
+
+local function members(s)
+  -- s is an object's text: its members as {key start, key after, value start, value after}
+  local out, j = {}, 2
+  if string.byte(s, j) == 125 then return out end
+  while true do
+    local ka = str_after(s, j)
+    local va = val_after(s, ka + 1)
+    out[#out + 1] = {j, ka, ka + 1, va}
+    if string.byte(s, va) == 125 then return out end
+    j = va + 1
+  end
+end
+
+local function as_object(s)
+  -- members of s if it is an object that is not a tagged codec value, else nil
+  if not s or string.byte(s, 1) ~= 123 then return nil end
+  local m = members(s)
+  for _, e in ipairs(m) do
+    if string.sub(s, e[1], e[2] - 1) == '"__sk"' then return nil end
+  end
+  return m
+end
+
+local function find(s, m, key)
+  for idx, e in ipairs(m) do
+    if string.sub(s, e[1], e[2] - 1) == key then return idx, e end
+  end
+  return nil, nil
+end
+
+local function edit(s, path, k, fn)
+  -- s (text, or nil if missing) with fn applied at path[k..]: parents that are missing or
+  -- not objects become {} (merge rule M5)
+  if k > #path then return fn(s) end
+  local m = as_object(s)
+  if not m then s, m = '{}', {} end
+  local _, e = find(s, m, path[k])
+  if e then
+    return string.sub(s, 1, e[3] - 1) .. edit(string.sub(s, e[3], e[4] - 1), path, k + 1, fn)
+      .. string.sub(s, e[4])
+  end
+  local v = edit(nil, path, k + 1, fn)
+  local sep = ','
+  if #m == 0 then sep = '' end
+  return string.sub(s, 1, #s - 1) .. sep .. path[k] .. ':' .. v .. '}'
+end
+
+local function remove(s, path, k)
+  -- s without the entry at path[k..]; unchanged if it or a parent is not there (M3)
+  local m = as_object(s)
+  if not m then return s end
+  local idx, e = find(s, m, path[k])
+  if not e then return s end
+  if k < #path then
+    return string.sub(s, 1, e[3] - 1) .. remove(string.sub(s, e[3], e[4] - 1), path, k + 1)
+      .. string.sub(s, e[4])
+  end
+  if #m == 1 then return '{}' end
+  if idx < #m then return string.sub(s, 1, e[1] - 1) .. string.sub(s, m[idx + 1][1]) end
+  return string.sub(s, 1, m[idx - 1][4] - 1) .. string.sub(s, e[4])
+end
+
+local function nested(k, i)
+  -- Apply the nested patches that start at ARGV[i]; return the index after them.
+  local stop = i + tonumber(ARGV[i])
+  i = i + 1
+  while i <= stop do
+    local name = ARGV[i]
+    local nops = tonumber(ARGV[i + 1])
+    i = i + 2
+    local v = redis.call('HGET', k, name)
+    if not v then v = nil end
+    for _ = 1, nops do
+      local kind, depth = ARGV[i], tonumber(ARGV[i + 1])
+      local path = {}
+      for d = 1, depth do path[d] = ARGV[i + 1 + d] end
+      i = i + 2 + depth
+      if kind == 'd' then
+        if v then v = remove(v, path, 1) end
+      else
+        local text = ARGV[i]
+        i = i + 1
+        if kind == 's' then
+          v = edit(v, path, 1, function(_) return text end)
+        else
+          v = edit(v, path, 1, function(old)
+            if old and string.byte(old, 1) == 91 then
+              if text == '[]' then return old end
+              if old == '[]' then return text end
+              return string.sub(old, 1, #old - 1) .. ',' .. string.sub(text, 2)
+            end
+            return text
+          end)
+        end
+      end
+    end
+    if v then redis.call('HSET', k, name, v) end
+  end
+  return i
+end
+"""
+
+_WRITE = _EXTEND + _JSON_EDIT + """
 local function patch(k)
-  -- Delete, then set, the f: fields listed after the header; chunks keep unpack() small.
+  -- Delete, then set, the f: fields listed after the header, then apply the nested
+  -- patches; chunks keep unpack() small.
   local nd = tonumber(ARGV[11])
   local i = 12
   while nd > 0 do
@@ -91,11 +238,14 @@ local function patch(k)
     i = i + n
     nd = nd - n
   end
+  local np = i
+  i = i + 1 + tonumber(ARGV[np])
   while i <= #ARGV do
     local j = math.min(i + 499, #ARGV)
     redis.call('HSET', k, unpack(ARGV, i, j))
     i = j + 1
   end
+  nested(k, np)
 end
 
 local function set_meta(k)

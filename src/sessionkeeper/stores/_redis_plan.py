@@ -96,7 +96,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..core import ids
-from ..core.records import Delta, Meta, Record
+from ..core.patch import apply_patch_text
+from ..core.records import Delta, Meta, PatchAppend, PatchDelete, PatchOp, PatchSet, Record
 from ..errors import StoreError, StoreUnavailable
 from . import _redis_lua as lua
 
@@ -245,9 +246,35 @@ def _meta_json(meta: Meta) -> bytes:
     return json.dumps(meta.to_dict(), separators=(",", ":")).encode()
 
 
-def _field_args(delete: Collection[str], set_: Mapping[str, str]) -> list[Arg]:
+def _key_text(step: str) -> bytes:
+    """A path key as the codec spells it inside JSON text (the script compares raw text)."""
+    return _b(_KEY_ENCODER.encode(step))
+
+
+_KEY_ENCODER = json.JSONEncoder(ensure_ascii=False)  # core/codec.py's spelling of a string
+
+
+def _nested_args(patch: Mapping[str, tuple[PatchOp, ...]]) -> list[Arg]:
+    """The nested patches in the scripts' layout (see _redis_lua), led by their length."""
+    out: list[Arg] = []
+    for name, ops in patch.items():
+        out += (b"f:" + _b(name), len(ops))
+        for op in ops:
+            kind = b"s" if isinstance(op, PatchSet) else b"d" if isinstance(op, PatchDelete) else b"a"
+            out += (kind, len(op.path), *(_key_text(step) for step in op.path))
+            if isinstance(op, PatchSet):
+                out.append(_b(op.value))
+            elif isinstance(op, PatchAppend):
+                out.append(_b(op.items))
+    return [len(out), *out]
+
+
+def _field_args(
+    delete: Collection[str], set_: Mapping[str, str], patch: Mapping[str, tuple[PatchOp, ...]] | None = None
+) -> list[Arg]:
     out: list[Arg] = [len(delete)]
     out += [b"f:" + _b(name) for name in delete]
+    out += _nested_args(patch or {})
     for name, value in set_.items():
         out += (b"f:" + _b(name), _b(value))
     return out
@@ -455,7 +482,7 @@ class RedisPlans:
             keys.append(x)
         header = self._header(now=now, member=key, meta=delta.meta, x=x, score=now, extra=origin)
         reply: list[Any] = yield from self.script(
-            lua.APPLY, keys, header + _field_args(delta.delete, delta.set)
+            lua.APPLY, keys, header + _field_args(delta.delete, delta.set, delta.patch)
         )
         if reply[0] == 1:
             old_x = reply[1]
@@ -509,7 +536,7 @@ class RedisPlans:
         x = self._index_of(delta.meta)
         keys = [self.layout.session(old), self.layout.session(new)] + ([x] if x else [])
         header = self._header(now=now, member=new, meta=delta.meta, x=x, score=now, extra=old)
-        reply = yield from self.script(lua.RENAME, keys, header + _field_args(delta.delete, delta.set))
+        reply = yield from self.script(lua.RENAME, keys, header + _field_args(delta.delete, delta.set, delta.patch))
         return bool(reply[0] == 1)
 
     def _cluster_rename(self, old: str, new: str, delta: Delta, now: float) -> Plan[bool]:
@@ -527,6 +554,10 @@ class RedisPlans:
         deadline = int(got[2]) * 1000 + int(got[3]) // 1000 + ttl_ms
         fields = {k: v for k, v in record.fields.items() if k not in delta.delete}
         fields.update(delta.set)
+        for name, ops in delta.patch.items():  # step 2 writes the fields whole: patch them here
+            text = apply_patch_text(fields.get(name), ops)
+            if text is not None:
+                fields[name] = text
         meta = delta.meta if delta.meta is not None else record.meta
         x = self._index_of(meta)
         undo = self.script(lua.RESTORE, [old_k], [new, _ms(record.meta.expires_at)])
