@@ -354,6 +354,14 @@ def test_check_explains_failures_in_one_line(capsys: pytest.CaptureFixture[str],
     assert len(fails) == 1 and "127.0.0.1:1" in fails[0]
     code, text, _ = run(capsys, "check", "nosuch://x")
     assert code == 1 and "[FAIL] store URL: unsupported store URL scheme" in text
+    # as a command: the outage is said once (stdout), not repeated by the library's log line
+    # unless -v asks for the log
+    for verbose, logged in (([], False), (["-v"], True)):
+        proc = subprocess.run([sys.executable, "-m", "sessionkeeper", *verbose, "check", "redis://127.0.0.1:1/0"],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 1 and proc.stdout.count("[FAIL]") == 1
+        line = "ERROR sessionkeeper: session store redis://127.0.0.1:1/0 unavailable"
+        assert (line in proc.stderr) is logged
 
 
 def test_check_names_a_missing_postgres_table(capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import re
@@ -370,7 +371,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
                 cutoff = min(now, cutoff + step)
                 n = store.purge(cutoff, batch=args.batch)
                 removed += n
-                if n or cutoff >= now:
+                if n or (cutoff >= now and progress.done == 0 and expired):
                     progress.update(removed)
                 if cutoff >= now:
                     break
@@ -445,6 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     p.add_argument("--version", action="version", version=f"sessionkeeper {__version__}",
                    help="print the version and exit")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also print the library's log lines (logger 'sessionkeeper') on stderr")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
                            help="run 'sessionkeeper COMMAND --help' for its options")
 
@@ -544,9 +547,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _logging(verbose: bool) -> logging.Handler | None:
+    """The library logs store outages for servers; a command reports them itself, one line.
+    Without ``-v`` those log lines would repeat the command's own message through logging's
+    last-resort handler, so they go nowhere unless the caller configured logging already."""
+    log = logging.getLogger("sessionkeeper")
+    if verbose:
+        if not log.handlers and not logging.getLogger().handlers:
+            logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        log.setLevel(logging.INFO)
+    elif not log.handlers and not logging.getLogger().handlers:
+        quiet = logging.NullHandler()
+        log.addHandler(quiet)
+        return quiet
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sessionkeeper`` command."""
     args = build_parser().parse_args(argv)
+    quiet = _logging(args.verbose)
     if args.command == "revoke":
         picked = sum([args.handle is not None, args.all, args.user is not None and args.handle is None])
         if picked != 1:
@@ -564,3 +584,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sessionkeeper: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if quiet is not None:
+            logging.getLogger("sessionkeeper").removeHandler(quiet)
