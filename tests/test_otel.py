@@ -16,9 +16,6 @@ from typing import Any
 from urllib.parse import parse_qs, quote
 
 import pytest
-
-pytest.importorskip("opentelemetry.sdk.metrics", reason="the [otel] extra and opentelemetry-sdk")
-
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader, NumberDataPoint
 from werkzeug.test import create_environ
