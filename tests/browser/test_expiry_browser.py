@@ -230,6 +230,23 @@ def test_v7_3_1_the_status_poll_never_extends_the_session(shop: Shop) -> None:
     wait_mode(page, "ended")
 
 
+def test_only_real_user_activity_extends_and_at_most_once_per_interval(shop: Shop) -> None:
+    page = shop.context().new_page()
+    extends: list[str] = []
+    page.on("request", lambda r: extends.append(r.method) if r.url.endswith("/_session/extend") else None)
+    shop.sign_in(page, "gus", "/cart")
+    shop.advance(20)  # past the activity throttle (15 s: a quarter of the idle timeout)
+    # events a script makes up are not activity
+    page.evaluate("() => { document.dispatchEvent(new KeyboardEvent('keydown', {key: 'a'}));"
+                  " document.querySelector('#note').dispatchEvent(new Event('input', {bubbles: true})); }")
+    assert extends == [] and shop.meta(page).last_seen == T0
+    with page.expect_response(lambda r: r.url.endswith("/_session/extend")):
+        page.type("#note", "abc")  # a person typing: one extend for the three key presses
+    assert shop.meta(page).last_seen == T0 + 20
+    page.type("#note", "def")
+    assert extends == ["POST"]  # throttled
+
+
 def test_v7_3_2_near_the_absolute_limit_the_dialog_offers_reauthentication(short_absolute: Shop) -> None:
     shop = short_absolute
     page = shop.context().new_page()

@@ -87,6 +87,7 @@
     let mode = null; // "warning" | "reauth" | "ended"
     let lastAnnounced = -1;
     let returnFocus = null;
+    let dismissed = false; // the re-auth notice was closed with Escape: do not reopen it
 
     // ---- server ---------------------------------------------------------------------------
     async function call(path, method) {
@@ -266,7 +267,7 @@
       if (left <= warnBefore && !onSignIn) {
         const reauth = nearAbsolute();
         const want = reauth ? "reauth" : "warning";
-        if (mode !== want) {
+        if (mode !== want && !(want === "reauth" && dismissed)) {
           if (fire("warning", { remaining: left, reauthenticate: reauth })) show(want);
           else mode = want;
         }
@@ -383,7 +384,10 @@
       d.addEventListener("cancel", (ev) => { // Escape
         ev.preventDefault();
         if (mode === "warning") extend();
-        else close();
+        else {
+          if (mode === "reauth") dismissed = true;
+          close();
+        }
       });
       d.addEventListener("keydown", (ev) => { // keep Tab inside
         if (ev.key !== "Tab") return;
