@@ -144,3 +144,20 @@ def test_v3_5_3_cross_site_websocket_is_refused_by_default(store: Store) -> None
     token = signed_in(app)
     sent = websocket_call(app, token, SIBLING)
     assert not any(m.get("text", "").startswith("alice") for m in sent), sent
+
+
+def test_wstg_sess_09_rotate_policy_drifted_request_reads_nothing_in_deferred_mode(store: Store) -> None:
+    """WSTG-SESS-09 / ASVS 5.0 V7.5.3: under ``anomaly_policy="rotate"`` a replay of the
+    signed-in cookie from another browser, loaded through the deferred dependency, sees an
+    empty anonymous session (not the victim's data) and is told to drop the stolen cookie;
+    the owner's session is untouched."""
+    app = make_app(store, anomaly_policy="rotate")
+    r = asyncio.run(asgi_request(app, "/login", method="POST", headers=[
+        (b"sec-fetch-site", b"same-origin"), (b"user-agent", b"Mozilla/5.0 Firefox/130.0")]))
+    token = r.token
+    assert token
+    before = store.load(storage_key(token), 0)
+    sent = websocket_call(app, token, [(b"user-agent", b"curl/8.5.0"),
+                                       (b"origin", b"https://testserver")])
+    assert {"type": "websocket.send", "text": "None:None"} in sent
+    assert store.load(storage_key(token), 0) == before
