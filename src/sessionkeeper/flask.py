@@ -6,6 +6,7 @@ lazily, so a view that never touches ``flask.session`` makes no store call.
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from typing import Any, cast
 
@@ -26,7 +27,7 @@ from .responses import CSRF_REFUSED
 from .stores.base import Store
 from .wsgi import request_info
 
-__all__ = ["FlaskSession", "SessionInterface", "init_app", "session"]
+__all__ = ["FlaskSession", "SessionInterface", "flask_session_options", "init_app", "session"]
 
 _UNAVAILABLE_BODY = "Session store unavailable; try again shortly.\n"
 _UNAVAILABLE_HEADERS = {
@@ -142,6 +143,16 @@ def _options_from_flask_config(app: Flask, explicit: dict[str, Any]) -> dict[str
         if option == "same_site" and isinstance(value, str):
             value = value.lower()  # Flask writes "Lax"; any case is accepted
         found[option] = value
+    root = app.config.get("APPLICATION_ROOT", defaults["APPLICATION_ROOT"])
+    if ("cookie_path" not in explicit and "cookie_path" not in found and isinstance(root, str)
+            and root != defaults["APPLICATION_ROOT"]):
+        found["cookie_path"] = root  # Flask's cookie path: SESSION_COOKIE_PATH or APPLICATION_ROOT
+    if app.config.get("SESSION_COOKIE_PARTITIONED"):
+        raise ConfigError(
+            "SESSION_COOKIE_PARTITIONED = True is not supported: sessionkeeper's cookie has no "
+            "Partitioned attribute; remove the key (or send the session in a header, "
+            "transport='header', from a third-party iframe)"
+        )
     raw = app.config.get("PERMANENT_SESSION_LIFETIME", defaults["PERMANENT_SESSION_LIFETIME"])
     lifetime = _lifetime(raw)
     if lifetime is None:
@@ -160,14 +171,115 @@ def _options_from_flask_config(app: Flask, explicit: dict[str, Any]) -> dict[str
     return found
 
 
+# Flask-Session's keys (a one-line migration from ``flask_session.Session(app)``). Keys whose
+# purpose sessionkeeper already serves are accepted and not used; the rest is refused with
+# what to use instead.
+_FS_UNUSED = {
+    "SESSION_USE_SIGNER": "nothing is signed: the cookie holds a random 256-bit token",
+    "SESSION_ID_LENGTH": "session IDs are 256-bit random tokens",
+    "SESSION_SERIALIZATION_FORMAT": "values are stored as JSON (with tagged extra types)",
+    "SESSION_CLEANUP_N_REQUESTS": "sessions expire in the store; `sessionkeeper purge` sweeps files, SQL",
+    "SESSION_FILE_THRESHOLD": "the file store keeps one file per session and purges expired ones",
+    "SESSION_FILE_MODE": "the file store writes its files 0600",
+}
+_FS_TYPES_REFUSED = {
+    "sqlalchemy": "pass store='postgresql://user@host/db' or 'sqlite:///path.db' (the database your "
+                  "engine uses; sessionkeeper keeps its own table)",
+    "cachelib": "set SESSION_TYPE = 'filesystem' with SESSION_FILE_DIR, or pass store='file:///dir'",
+    "memcached": "sessionkeeper has no memcached store (memcached may evict a live session); "
+                 "pass store='redis://host:6379/0' or another store URL",
+    "mongodb": "sessionkeeper has no MongoDB store; pass store='postgresql://…', 'redis://…' or "
+               "'sqlite:///path.db'",
+    "dynamodb": "sessionkeeper has no DynamoDB store; pass store='redis://…' or 'postgresql://…'",
+}
+
+
+def flask_session_options(app: Flask) -> tuple[Store | str | None, dict[str, Any]]:
+    """The store and options Flask-Session's keys in ``app.config`` ask for.
+
+    ``SESSION_TYPE``: ``"redis"`` (the client in ``SESSION_REDIS``, default
+    ``redis://localhost:6379/0``; ``SESSION_KEY_PREFIX`` is the key prefix) and
+    ``"filesystem"`` (``SESSION_FILE_DIR``, default ``./flask_session``) map;
+    ``"sqlalchemy"``, ``"cachelib"``, ``"memcached"``, ``"mongodb"``, ``"dynamodb"`` are
+    refused with what to pass instead. ``SESSION_PERMANENT = True``: every session lives
+    ``PERMANENT_SESSION_LIFETIME`` since its last use, with a cookie of that ``Max-Age``
+    (``idle_timeout``, ``cookie_max_age``; absolute limit at least 12 hours); ``False`` or
+    absent: a browser-session cookie and sessionkeeper's limits (Flask-Session's default of
+    ``True`` is not assumed: set it to keep 31-day sessions). ``SESSION_USE_SIGNER``,
+    ``SESSION_ID_LENGTH``, ``SESSION_SERIALIZATION_FORMAT``, ``SESSION_CLEANUP_N_REQUESTS``,
+    ``SESSION_FILE_THRESHOLD`` and ``SESSION_FILE_MODE`` are accepted and not used.
+    """
+    cfg = app.config
+    options: dict[str, Any] = {}
+    if cfg.get("SESSION_PERMANENT"):
+        raw = cfg.get("PERMANENT_SESSION_LIFETIME", Flask.default_config["PERMANENT_SESSION_LIFETIME"])
+        lifetime = _lifetime(raw)
+        if lifetime is None or lifetime < 1:
+            raise ConfigError(f"PERMANENT_SESSION_LIFETIME must be at least one second, not {raw!r}")
+        options.update(cookie_max_age=int(lifetime), idle_timeout=lifetime,
+                       absolute_timeout=max(lifetime, 12 * 3600.0))
+    kind = cfg.get("SESSION_TYPE")
+    if kind is None:
+        return None, options
+    kind = str(kind).lower()
+    if kind in _FS_TYPES_REFUSED:
+        raise ConfigError(
+            f"SESSION_TYPE = {kind!r} does not map to a sessionkeeper store: {_FS_TYPES_REFUSED[kind]}"
+        )
+    if kind == "filesystem":
+        directory = cfg.get("SESSION_FILE_DIR") or os.path.join(os.getcwd(), "flask_session")
+        return "file://" + os.path.abspath(str(directory)), options
+    if kind == "redis":
+        return _redis_from_client(cfg.get("SESSION_REDIS"), cfg.get("SESSION_KEY_PREFIX")), options
+    raise ConfigError(
+        f"SESSION_TYPE = {kind!r} is not a Flask-Session type sessionkeeper knows; use 'redis' or "
+        "'filesystem', or pass store= (a store URL such as 'sqlite:///sessions.db')"
+    )
+
+
+def _redis_from_client(client: object, prefix: object) -> Store:
+    """A sessionkeeper Redis store on the server a redis-py client (``SESSION_REDIS``) uses."""
+    from redis import Redis
+    from redis.connection import SSLConnection
+
+    from .stores.redis import RedisStore
+
+    if client is None:
+        client = Redis()
+    if not isinstance(client, Redis):
+        raise ConfigError(
+            f"SESSION_REDIS is a {type(client).__name__}, not a redis.Redis client; pass store= "
+            "with its URL instead ('redis+cluster://host:port,…' for a cluster)"
+        )
+    pool = client.connection_pool
+    kw = pool.connection_kwargs
+    if "path" in kw:
+        raise ConfigError("SESSION_REDIS connects through a unix socket; pass store='redis://host:port/db'")
+    if prefix is not None and (not isinstance(prefix, str) or not prefix):
+        raise ConfigError(f"SESSION_KEY_PREFIX must be a non-empty string, not {prefix!r}")
+    return RedisStore(
+        [(str(kw.get("host") or "localhost"), int(kw.get("port") or 6379))],
+        db=int(kw.get("db") or 0),
+        username=kw.get("username"),
+        password=kw.get("password"),
+        ssl=issubclass(pool.connection_class, SSLConnection),
+        prefix="sk:" if prefix is None else prefix,
+    )
+
+
 def init_app(
-    app: Flask, store: Store | str, config: SessionConfig | None = None, **options: Any
+    app: Flask, store: Store | str | None = None, config: SessionConfig | None = None, **options: Any
 ) -> SessionInterface:
     """Make ``flask.session`` a server-side session kept in ``store``.
 
     ``store`` is a :class:`~sessionkeeper.Store` or a store URL (``"sqlite:///sessions.db"``,
     opened with :func:`~sessionkeeper.open_store`). ``options`` are the fields of
     :class:`~sessionkeeper.SessionConfig`. Returns the installed session interface.
+
+    Without ``store``, Flask-Session's keys in ``app.config`` choose it (a one-line migration
+    from ``flask_session.Session(app)``): ``SESSION_TYPE = "redis"`` (``SESSION_REDIS``,
+    ``SESSION_KEY_PREFIX``) or ``"filesystem"`` (``SESSION_FILE_DIR``); see
+    :func:`flask_session_options` for every key, and the ones refused with what to use instead.
 
     Flask's own keys in ``app.config`` (read once, here) are defaults under ``options``:
     ``SESSION_COOKIE_NAME`` (``cookie_name``; still sent with the ``__Host-`` prefix while
@@ -176,14 +288,24 @@ def init_app(
     (``http_only``), ``SESSION_COOKIE_PATH`` (``cookie_path``), ``SESSION_COOKIE_DOMAIN``
     (``cookie_domain``) and ``PERMANENT_SESSION_LIFETIME`` (``remember_absolute_timeout``,
     and ``remember_idle_timeout`` at most that: how long a session with
-    ``session.permanent = True`` lives). A key counts only when the app set it to something
+    ``session.permanent = True`` lives); ``APPLICATION_ROOT`` is the cookie path when
+    ``SESSION_COOKIE_PATH`` is not set, as in Flask; ``SESSION_COOKIE_PARTITIONED = True`` is
+    refused (no ``Partitioned`` attribute). A key counts only when the app set it to something
     other than Flask's default, because Flask fills in every key: ``SESSION_COOKIE_SECURE``
     is ``False`` in every Flask app, and sessionkeeper keeps ``secure=True`` unless
     ``secure=False`` is passed here. An explicit option always wins over ``app.config``;
     a ``config=`` object is taken as it is, without ``app.config``.
     """
+    fs_store, fs_options = flask_session_options(app)
+    if store is None:
+        if fs_store is None:
+            raise ConfigError(
+                "init_app(app) needs a store: pass store='sqlite:///sessions.db' (or a redis://, "
+                "postgresql://, file:// URL or a Store), or set Flask-Session's SESSION_TYPE"
+            )
+        store = fs_store
     if config is None:
-        options = {**_options_from_flask_config(app, options), **options}
+        options = {**_options_from_flask_config(app, options), **fs_options, **options}
     cfg = SessionConfig.from_options(resolve_config(config, "init_app"), **options)
     interface = SessionInterface(resolve_store(store, "init_app"), cfg)
     app.session_interface = interface
