@@ -194,8 +194,9 @@ _FS_TYPES_REFUSED = {
 }
 
 
-def flask_session_options(app: Flask) -> tuple[Store | str | None, dict[str, Any]]:
-    """The store and options Flask-Session's keys in ``app.config`` ask for.
+def flask_session_options(app: Flask, *, store: bool = True) -> tuple[Store | str | None, dict[str, Any]]:
+    """The store and options Flask-Session's keys in ``app.config`` ask for (with
+    ``store=False``, only the options: an explicit store makes ``SESSION_TYPE`` moot).
 
     ``SESSION_TYPE``: ``"redis"`` (the client in ``SESSION_REDIS``, default
     ``redis://localhost:6379/0``; ``SESSION_KEY_PREFIX`` is the key prefix) and
@@ -219,7 +220,7 @@ def flask_session_options(app: Flask) -> tuple[Store | str | None, dict[str, Any
         options.update(cookie_max_age=int(lifetime), idle_timeout=lifetime,
                        absolute_timeout=max(lifetime, 12 * 3600.0))
     kind = cfg.get("SESSION_TYPE")
-    if kind is None:
+    if kind is None or not store:
         return None, options
     kind = str(kind).lower()
     if kind in _FS_TYPES_REFUSED:
@@ -296,7 +297,7 @@ def init_app(
     ``secure=False`` is passed here. An explicit option always wins over ``app.config``;
     a ``config=`` object is taken as it is, without ``app.config``.
     """
-    fs_store, fs_options = flask_session_options(app)
+    fs_store, fs_options = flask_session_options(app, store=store is None)
     if store is None:
         if fs_store is None:
             raise ConfigError(
