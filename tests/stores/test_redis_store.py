@@ -1169,3 +1169,38 @@ def test_a_busy_pool_waits_by_default_and_then_says_busy_not_down(tmp_path: Path
             shedding.close()
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_connection_closed_under_a_command_is_unavailable_not_a_crash(
+    server: redis_servers.RedisServer, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bench/soak.py found it (Cluster restart, asyncio): redis-py closed connections other
+    commands were using, which failed with an AttributeError inside redis-py: a 500. It is a
+    lost connection: StoreUnavailable (a 503). Other AttributeErrors stay what they are."""
+    store = open_on(server)
+    run = Runner(store, mode)
+    try:
+        assert run(Load(key(1), NOW)) is None
+        closed = AttributeError("'NoneType' object has no attribute 'writelines'")
+
+        def fail(*args: Any) -> Any:
+            raise closed
+
+        async def afail(*args: Any) -> Any:
+            raise closed
+
+        if mode == "sync":
+            monkeypatch.setattr(store, "_io_now", fail)
+        else:
+            monkeypatch.setattr(store, "_aio_now", afail)
+        with pytest.raises(StoreUnavailable, match="connection closed while in use"):
+            run(Load(key(1), NOW))
+        closed = AttributeError("a bug of ours")
+        with pytest.raises(AttributeError, match="a bug of ours"):
+            run(Load(key(1), NOW))
+        monkeypatch.undo()
+        assert run(Load(key(1), NOW)) is None
+    finally:
+        run.close()
+        store.close()

@@ -28,6 +28,7 @@ try:
     import redis.retry
     import redis.sentinel
     from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import NoScriptError
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
@@ -94,6 +95,17 @@ def _db(text: str) -> int:
     if not text.isdigit():
         raise ConfigError(f"redis database must be a number, got {text!r}")
     return int(text)
+
+
+def _closed_under_us(exc: AttributeError) -> RedisConnectionError:
+    """redis-py closes a client's connections on some errors (its asyncio Cluster client does
+    ``aclose()`` on CLUSTERDOWN, e.g. while a restarted node rejoins) while other commands are
+    using them; those fail inside redis-py with ``'NoneType' object has no attribute
+    'writelines'`` or alike. That is a connection lost mid-command: a redis ConnectionError
+    (so a 503, and the plan sees it as any lost reply), not an internal error (a 500)."""
+    if "NoneType" not in str(exc):
+        raise exc
+    return RedisConnectionError(f"connection closed while in use ({exc})")
 
 
 class RedisStore(Store):
@@ -356,6 +368,8 @@ class RedisStore(Store):
             raise self._busy()
         try:
             return self._io_now(request)
+        except AttributeError as exc:
+            raise _closed_under_us(exc) from exc
         finally:
             gate.release()
 
@@ -391,6 +405,8 @@ class RedisStore(Store):
             await gate.acquire()
         try:
             return await self._aio_now(client, request)
+        except AttributeError as exc:
+            raise _closed_under_us(exc) from exc
         finally:
             gate.release()
 
