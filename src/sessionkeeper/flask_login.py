@@ -18,7 +18,10 @@ sessionkeeper's do:
 - ``logout_user()`` -> :meth:`Session.logout`: the session is deleted on the server.
 - ``confirm_login()`` (re-authentication) -> :meth:`Session.reauthenticate`.
 - ``SESSION_PROTECTION = "strong"`` dropping the sign-in (another client identifier) ->
-  :meth:`Session.logout` (the server session would otherwise stay bound to the user).
+  :meth:`Session.logout` (the server session would otherwise stay bound to the user). Also
+  for a remembered session, which Flask-Login itself would only mark not fresh ("strong"
+  acts as "basic" on permanent sessions there): a stolen "remember me" cookie replayed from
+  another client is signed out too.
 
 Flask-Login's ``remember_token`` cookie is **never set and never honoured**. It holds the user
 id signed with ``SECRET_KEY``, the same value for every login of that user, and no server state
@@ -51,7 +54,7 @@ from flask import Flask, request
 
 # Flask-Login ships no type information (no py.typed): its names are Any to mypy.
 from flask_login import LoginManager  # type: ignore[import-untyped]
-from flask_login.config import COOKIE_NAME  # type: ignore[import-untyped]
+from flask_login.config import COOKIE_NAME, SESSION_KEYS  # type: ignore[import-untyped]
 from flask_login.signals import (  # type: ignore[import-untyped]
     session_protected,
     user_accessed,
@@ -132,6 +135,15 @@ def init_app(app: Flask, login_manager: LoginManager, *, fresh_for: float | time
         # keys: the sign-in is over for this (shared, server-side) session, so end it on the
         # server too, rather than leave a session bound to a user nobody is signed in as.
         session = _current()
+        mode = app.config.get("SESSION_PROTECTION", login_manager.session_protection)
+        if mode == "strong" and session.persistent:
+            # Flask-Login downgrades "strong" to "basic" for a permanent session (it only marks
+            # it not fresh and keeps the user), and "remember me" is a permanent session here:
+            # the long-lived sessions, the ones most worth stealing, would lose the protection
+            # the app asked for. Do what "strong" does: drop the sign-in keys (Flask-Login then
+            # finds no ``_user_id`` and loads nobody) and end the session below.
+            for key in SESSION_KEYS:
+                session.pop(key, None)
         if "_user_id" not in session and session.user_id is not None:
             session.logout()
             _drop_remember_cookie(app, session)

@@ -71,10 +71,6 @@ def store(tmp_path: Path) -> Any:
     s.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: SESSION_PROTECTION='strong' acts as 'basic' on remembered (permanent) sessions",
-)
 def test_wstg_sess_09_strong_protection_also_ends_a_remembered_session(store: Store) -> None:
     """WSTG-SESS-09 (session hijacking) / ASVS 5.0 V7.5.3: with ``SESSION_PROTECTION =
     "strong"`` a stolen session replayed from another client (other IP and browser) is signed
