@@ -7,7 +7,10 @@ object in the scope, and ``request.clear_session()`` puts ``Empty`` there; the A
 saves the session object it created, so both would be lost without a word. This module's
 middleware carries them over when the response starts: ``set_session(mapping)`` replaces the
 data (as ``clear()`` then ``update()``: only keys this request saw are removed) and
-``clear_session()`` destroys the session (deleted on the server, cookie cleared).
+``clear_session()`` destroys the session (deleted on the server, cookie cleared). As
+``set_session`` is how Litestar apps sign users in, replacing the data of a stored session also
+gives it a new ID (the old one dies at once, as with :meth:`Session.login`) and a new CSRF
+token: a pre-login token cannot become the signed-in session (session fixation).
 
 Use :func:`session_middleware` (not the class directly): Litestar builds one middleware per
 route, and this opens the store and checks the options once for all of them.
@@ -58,8 +61,16 @@ def reconcile(scope: Scope, session: Session) -> None:
         session.destroy()
     else:
         data = _as_mapping(current)
+        # Litestar's documented sign-in is ``set_session({"user_id": ...})``: replacing a stored
+        # session's data is treated as a privilege change, so the session gets a new ID (and CSRF
+        # token), as with login(). Keeping the ID would let a pre-login token, planted or copied
+        # by an attacker, read the signed-in session (session fixation, ASVS V7.2.4).
+        # ``clear()`` of a signed-in session already destroyed it: the data goes into a new one.
+        rotate = session.record is not None and not session.destroyed
         session.clear()
         session.update(data)
+        if rotate and not session.destroyed:
+            session.regenerate()
     scope["session"] = session
 
 

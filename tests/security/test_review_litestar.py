@@ -81,10 +81,6 @@ def replay(store: Store, token: str) -> dict[str, Any]:
         return result
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: set_session() (Litestar's sign-in idiom) keeps the pre-login session ID",
-)
 def test_v7_2_4_set_session_sign_in_gets_a_new_session_id(store: Store) -> None:
     """ASVS 5.0 V7.2.4 / WSTG-SESS-03 (session fixation): ``set_session`` replaces the whole
     session, which is how Litestar apps sign in; the pre-login token (one an attacker planted
