@@ -542,7 +542,7 @@ def section(rows: list[Row], command: str, run_seconds: float, sessions: int, in
         "```",
         "",
         f"Run {when} on {os.cpu_count()} cores shared with other work (hence the latencies: they",
-        "measure a busy machine, not the library). Scaled to the time budget: "
+        "measure a busy machine, not the library). Scaled to the time budget:",
         f"{sessions} sessions under load (not 10,000), {run_seconds:.0f} s per steady/restart/pause",
         f"run, {in_flight} requests in flight; the burst is the full 1,000 requests, 200 in flight.",
         "",
@@ -585,7 +585,7 @@ def section(rows: list[Row], command: str, run_seconds: float, sessions: int, in
 
 POOL_NOTE = """\
 Pool defaults. The Redis store used to shed every command that found its 100 connections in
-use (`pool_timeout` 0): the burst above gave 37-79 answers 503 per 1,000 on a cold server,
+use (`pool_timeout` 0): issue 16's burst got 37-79 answers 503 per 1,000 on a cold server,
 and `tests/stores/test_burst.py` saw 200 of 300 commands fail through the async face (132-154
 of 300 through the sync face; 200 of 300 requests through uvicorn). Now such a command waits
 for a free connection, up to `pool_timeout`, 2 s by default: the longest wait measured with
