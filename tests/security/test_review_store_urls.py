@@ -67,10 +67,6 @@ def test_wstg_sess_04_well_formed_store_url_errors_hide_the_password(url: str) -
     assert SECRET not in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: a malformed store URL's ConfigError quotes the URL with its password",
-)
 @pytest.mark.parametrize("url", LEAKY)
 def test_wstg_sess_04_malformed_store_url_error_hides_the_password(url: str) -> None:
     """WSTG-SESS-04: a malformed URL is refused with a message that says what is wrong and
@@ -81,10 +77,6 @@ def test_wstg_sess_04_malformed_store_url_error_hides_the_password(url: str) -> 
     assert SECRET not in _messages(caught.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: SessionMiddleware(store=<malformed URL>) error shows the password",
-)
 def test_wstg_sess_04_adapter_store_string_error_hides_the_password() -> None:
     """WSTG-SESS-04: the same through an adapter's ``store=`` string (``_adapter.resolve_store``),
     the way most deployments pass a URL from the environment."""

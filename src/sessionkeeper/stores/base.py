@@ -216,14 +216,22 @@ def open_store(url: str, **options: Any) -> Store:
     ``redis+cluster://host:port,host:port``, ``redis+sentinel://host:port/service``.
     """
     if not isinstance(url, str) or "://" not in url:
+        shown = repr(redact_url(url)) if isinstance(url, str) else f"of type {type(url).__name__}"
         raise ConfigError(
-            f"store URL {url!r} is not a URL; use one of: "
+            f"store URL {shown} is not a URL; use one of: "
             + ", ".join(f"{s}://" for s in SCHEMES)
         )
     try:
         parts = urlsplit(url)
     except ValueError as exc:
-        raise ConfigError(f"store URL {url!r} is malformed: {exc}") from None
+        # urlsplit's own message may quote the netloc, credentials and all: reworded here, and
+        # raised outside this block so that the original is not chained as its context.
+        netloc = _split_text(url).netloc
+        malformed = str(exc).replace(netloc, _redact_netloc(netloc)) if netloc else str(exc)
+    else:
+        malformed = None
+    if malformed is not None:
+        raise ConfigError(f"store URL {redact_url(url)!r} is malformed: {malformed}")
     opener = SCHEMES.get(parts.scheme.lower())
     if opener is None:
         raise ConfigError(
@@ -236,16 +244,41 @@ def open_store(url: str, **options: Any) -> Store:
     return store
 
 
-def redact_url(parts: SplitResult) -> str:
-    """``parts`` as a URL for messages: no password, no query (options may hold secrets)."""
-    netloc = parts.netloc
-    creds, at, hosts = netloc.rpartition("@")
-    if at:
-        user = creds.partition(":")[0]
-        netloc = f"{user}@{hosts}" if user else hosts
+def redact_url(url: SplitResult | str) -> str:
+    """``url`` for messages, logs and reprs: no password, no query (options may hold secrets),
+    no fragment. Every message that quotes a store URL goes through here.
+
+    ``url`` is split parts, or the text itself, also one that :func:`urlsplit` refuses (an
+    unclosed IPv6 bracket): it is split the same way without urlsplit's checks, so a
+    malformed URL's message never shows its password either."""
+    parts = _split_text(url) if isinstance(url, str) else url
+    netloc = _redact_netloc(parts.netloc)
+    if not parts.scheme:  # not a URL at all ("user:pw@host"): what is left of it
+        return f"{netloc}{parts.path}"
     if not netloc:  # memory://, sqlite:///path, file:///dir: urlunsplit would drop the "//"
         return f"{parts.scheme}://{parts.path}"
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _redact_netloc(netloc: str) -> str:
+    """``user:password@host`` -> ``user@host``; the user name is kept (it says which account)."""
+    creds, at, hosts = netloc.rpartition("@")
+    if not at:
+        return netloc
+    user = creds.partition(":")[0]
+    return f"{user}@{hosts}" if user else hosts
+
+
+def _split_text(url: str) -> SplitResult:
+    """``url`` split where :func:`urlsplit` would split it (the authority ends at the first
+    ``/``, ``?`` or ``#``), without its validation; no ``://``: no scheme."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    rest, _, fragment = rest.partition("#")
+    rest, _, query = rest.partition("?")
+    netloc, slash, path = rest.partition("/")
+    return SplitResult(scheme, netloc, slash + path, query, fragment)
 
 
 # ---- outages: logged once each, with their cause and their end -----------------------------

@@ -78,7 +78,7 @@ from ..core.patch import apply_patch_text
 from ..core.records import Delta, Meta, Op, Record
 from ..errors import ConfigError, StoreError
 from . import _trust
-from .base import MethodStore
+from .base import MethodStore, redact_url
 
 try:
     import fcntl
@@ -158,13 +158,13 @@ class FileStore(MethodStore):
             raise ConfigError(f"the file store takes no options (got {', '.join(sorted(options))})")
         if url.netloc not in ("", "localhost") or url.query or url.fragment:
             raise ConfigError(
-                f"file store URL {url.geturl()!r} is malformed: it takes no host, query or fragment; "
+                f"file store URL {redact_url(url)!r} is malformed: it takes no host, query or fragment; "
                 f"expected {_URL_FORM}"
             )
         path = unquote(url.path)
         if not path.startswith("/") or path.strip("/") == "" or "\x00" in path:
             raise ConfigError(
-                f"file store URL {url.geturl()!r} needs an absolute directory path; expected {_URL_FORM} "
+                f"file store URL {redact_url(url)!r} needs an absolute directory path; expected {_URL_FORM} "
                 "(three slashes, then the path from the root)"
             )
         return cls(path)

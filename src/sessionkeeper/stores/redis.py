@@ -306,7 +306,7 @@ class RedisStore(Store):
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"redis store option {name}={value!r}: {exc}") from None
         if not host_text:
-            raise ConfigError(f"redis URL {url.geturl()!r} names no host")
+            raise ConfigError(f"redis URL {redact_url(url)!r} names no host")
         service = None
         if kind == "sentinel":
             service, _, rest = url.path.strip("/").partition("/")

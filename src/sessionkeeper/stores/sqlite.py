@@ -52,7 +52,7 @@ from ..core.patch import apply_patch_text, ops_from_json, ops_to_json
 from ..core.records import Delta, Meta, Record
 from ..errors import ConfigError, StoreError, StoreUnavailable
 from . import _trust
-from .base import MethodStore
+from .base import MethodStore, redact_url
 
 __all__ = ["SCHEMA", "TABLE", "SQLiteStore"]
 
@@ -276,7 +276,7 @@ class SQLiteStore(MethodStore):
         """Open ``sqlite:///rel.db``, ``sqlite:////abs.db`` or ``sqlite://`` (in memory)."""
         if url.netloc or url.query or url.fragment:
             raise ConfigError(
-                f"SQLite store URL {url.geturl()!r} is malformed: it takes no host, query or "
+                f"SQLite store URL {redact_url(url)!r} is malformed: it takes no host, query or "
                 f"fragment; expected {_URL_FORMS}"
             )
         known = {"busy_timeout", "create_schema"}
@@ -291,7 +291,7 @@ class SQLiteStore(MethodStore):
         path = path[1:]  # "sqlite:///x" -> "x" (relative), "sqlite:////x" -> "/x"
         if not path or path.endswith("/") or "\x00" in path:
             raise ConfigError(
-                f"SQLite store URL {url.geturl()!r} names no database file; expected {_URL_FORMS}"
+                f"SQLite store URL {redact_url(url)!r} names no database file; expected {_URL_FORMS}"
             )
         return cls(path, **options)
 
