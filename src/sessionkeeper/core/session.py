@@ -22,6 +22,40 @@ Ending a sign-in, three ways (what each does):
   else: the sign-in recorded by ``login()`` is not a key, so popping an app key such as
   ``"user_id"`` signs nobody out. Use ``logout()``.
 
+Patched or replaced (how a changed dict or list is written, so that concurrent requests that
+change different parts of one value all keep their changes; the merge rules are in
+core/patch.py, the diff in core/diff.py):
+
+- Patched: at the end of the request the key holds a plain dict or list and either (a) it is
+  the very object this request read from the store for that key, changed in place and/or
+  assigned back (``session["cart"].append(x)``; the naive cart
+  ``cart = session.get("cart", {}); cart[i] = 1; session["cart"] = cart``), or (b) the key
+  was not in the session when it was loaded and the value is not empty
+  (``session.setdefault("cart", []).append(x)``, ``session["prefs"] = {"a": 1}`` on a new
+  key). Only the differences from the loaded value (from empty, for a new key) are written:
+  dict entries set or removed at any depth, items appended to a list.
+- Replaced (the whole value is written; the last writer wins): a different object assigned
+  to a key the session had (``session["cart"] = {}`` empties the cart whatever a concurrent
+  request added; ``session["cart"] = dict(cart)``), a key given to :meth:`Session.replace`,
+  an empty dict or list on a new key, and any change a patch cannot express, replaced at the
+  nearest dict entry holding it (or whole, at the top): a list reordered, shortened or
+  changed in the middle, a change of type, a scalar, a tuple, datetime, Decimal, bytes or a
+  dict holding the key ``"__sk"``.
+- Size limits apply to the whole value as it would be stored, patched or not.
+
+Why a dict: Starlette types ``request.session`` as ``dict`` and Flask's session is a dict
+subclass, so apps and extensions use it as one (``JSONResponse(request.session)``,
+``isinstance(s, dict)``, ``{**s}``). ``Session`` subclasses ``dict`` and keeps its data in the
+dict's own storage (stored text until a value is read), and overrides every method and
+operator, because CPython reads a dict subclass's storage directly in places: ``dict(s)``,
+``{**s}``, ``f(**s)`` and ``d.update(s)`` copy it unless ``__iter__`` is overridden (then they
+call ``keys()`` and ``__getitem__``); ``json``'s C encoder writes ``{}`` for an empty storage
+without asking, so an unloaded session keeps one placeholder entry until it loads, and
+otherwise calls ``items()``, which decodes. Copies (``copy.copy``, ``deepcopy``, ``s.copy()``,
+``s | d``, pickling) are plain dicts of the data. tests/core/test_session_dict_compat.py proves
+each path. (Code reading the storage with the C API, such as orjson, sees the placeholder or
+stored text: pass ``dict(session)`` there.)
+
 Privilege changes renew the CSRF token: ``login()``, ``reauthenticate()`` and ``regenerate()``
 drop the stored one, so a token obtained before (for instance by a login-CSRF attacker) no
 longer validates; :meth:`Session.csrf_token` makes a new one.
@@ -636,7 +670,9 @@ class Session(dict[str, Any]):
         the ``remember_idle_timeout`` and ``remember_absolute_timeout`` options).
 
         The limits are stored with the session and enforced on every later request; the
-        absolute one counts from this call. Calling it again with the same limits changes
+        absolute one counts from the last authentication (:meth:`login`), or from creation
+        if nobody signed in, never from this call, and is capped at
+        ``remember_absolute_timeout``. Calling it again with the same limits changes
         nothing (so ``session.permanent = True`` on every request is harmless). Works with
         :meth:`login` in the same request, in either order. A session with no data and no user
         is still not saved: remembering creates no session by itself.
@@ -652,7 +688,8 @@ class Session(dict[str, Any]):
 
     def forget(self) -> None:
         """Undo :meth:`remember`: a browser-session cookie again and the configured idle and
-        absolute limits (the absolute one counting from this call)."""
+        absolute limits (the absolute end moves no later than this call + the normal
+        absolute limit: toggling cannot extend a sign-in)."""
         self._load()
         self.persist = False
 
