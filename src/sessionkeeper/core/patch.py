@@ -93,7 +93,7 @@ def _parent(root: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
     """The object at ``path`` under ``root``, recreating what is missing or not an object (M5)."""
     node = root
     for step in path:
-        child = node.get(step)
+        child: Any = node.get(step)
         if not is_object(child):
             child = {}
             node[step] = child

@@ -24,6 +24,17 @@ Rules kept here:
   values, user id, info) goes through :func:`escape`: U+0001 becomes U+0001 U+0001 and U+0000
   becomes U+0001 "0". Strings without either character (all JSON text the codec writes, and
   nearly every name) are stored unchanged.
+- Nested patches (``Delta.patch``; merge rules M1-M6 in core/patch.py) are part of the same
+  one statement: each patched field's text is cast to ``jsonb``, edited by a chain of
+  ``LATERAL`` steps (``jsonb_set`` for sets and for recreating parents, ``#-`` guarded by
+  "every parent is a plain object" for deletes, ``||`` for appends) and written back as text.
+  Keys and values are parameters (paths are ``text[]``), never SQL or a path syntax. jsonb
+  cannot hold U+0000, so the field's JSON text goes through :func:`fix_json` (the escape
+  ``\u0000`` becomes ``\u0001`` + ``0``, ``\u0001`` is doubled: :func:`escape` on the
+  strings inside) on the way in and back on the way out. What jsonb changes in a value it
+  patched (and only there): object keys come back in jsonb's order (shorter keys first), not
+  insertion order; a float written in exponent form with magnitude >= 1e16 (``1e+16``) comes
+  back as the integer of the same value, and ``-0.0`` as ``0.0`` (both compare equal in Python).
 """
 
 from __future__ import annotations
@@ -50,6 +61,9 @@ from ..core.records import (
     Load,
     Meta,
     Op,
+    PatchDelete,
+    PatchOp,
+    PatchSet,
     Purge,
     Record,
     Rename,
@@ -95,6 +109,95 @@ def unescape(s: str) -> str:
     if "\x01" in s:
         return _UNESCAPE_RE.sub(_unescape_one, s)
     return s
+
+
+# ---- nested patches ---------------------------------------------------------------------
+
+# The escape for jsonb in JSON text (see the module docstring). Escaped backslashes are moved
+# out of the way first (U+0002 never occurs raw in JSON text), so that every "\u0000" left is
+# a real escape; Python's and PostgreSQL's replace() both scan left to right.
+_FIX_SQL = (r"replace(replace(replace(replace({e}, '\\', chr(2)), '\u0001', '\u0001\u0001'), "
+            r"'\u0000', '\u00010'), chr(2), '\\')")
+_UNFIX_SQL = (r"replace(replace(replace(replace(replace({e}, '\\', chr(2)), '\u0001\u0001', chr(3)), "
+              r"'\u00010', '\u0000'), chr(3), '\u0001'), chr(2), '\\')")
+
+
+def fix_json(text: str) -> str:
+    """Python's twin of the SQL escape: JSON text that jsonb can hold (no ``\\u0000``)."""
+    if "\\u000" not in text:
+        return text
+    return (text.replace("\\\\", "\x02").replace("\\u0001", "\\u0001\\u0001")
+            .replace("\\u0000", "\\u00010").replace("\x02", "\\\\"))
+
+
+def _isobj(e: str) -> str:
+    return f"(jsonb_typeof({e}) = 'object' AND NOT ({e}) ? '__sk')"
+
+
+def _obj(e: str) -> str:
+    return f"CASE WHEN {_isobj(e)} THEN {e} ELSE '{{}}'::jsonb END"
+
+
+def _field_chain(name: str, ops: Sequence[PatchOp]) -> tuple[str, list[Any]]:
+    """A scalar subquery: the field's new text (NULL: it stays missing), and its parameters.
+
+    Each op is one or more ``LATERAL`` steps over the previous step's ``x`` (so no
+    expression is repeated inside another: the text stays linear in the number of steps).
+    """
+    params: list[Any] = [escape(name)]
+    steps: list[str] = []
+
+    def step(expr: str, *args: Any) -> None:
+        steps.append(expr.replace("X", f"s{len(steps)}.x"))
+        params.extend(args)
+
+    def parents(path: tuple[str, ...]) -> None:
+        step(_obj("X"))
+        for i in range(1, len(path)):
+            prefix = [escape(k) for k in path[:i]]
+            # _obj() names its argument three times, so its path parameter goes three times
+            step(f"jsonb_set(X, %s::text[], {_obj('(X #> %s::text[])')})", prefix, prefix, prefix, prefix)
+
+    for op in ops:
+        path = [escape(k) for k in op.path]
+        if isinstance(op, PatchSet):
+            parents(op.path)
+            step("jsonb_set(X, %s::text[], %s::jsonb)", path, fix_json(op.value))
+        elif isinstance(op, PatchDelete):
+            conds = [_isobj("X")] + [_isobj("(X #> %s::text[])")] * (len(path) - 1)
+            prefixes = [path[:i] for i in range(1, len(path)) for _twice in (0, 1)]  # _isobj: 2x
+            step(f"CASE WHEN {' AND '.join(conds)} THEN X #- %s::text[] ELSE X END", *prefixes, path)
+        else:
+            items = fix_json(op.items)
+            if not path:
+                step("CASE WHEN jsonb_typeof(X) = 'array' THEN X || %s::jsonb ELSE %s::jsonb END",
+                     items, items)
+                continue
+            parents(op.path)
+            step("jsonb_set(X, %s::text[], CASE WHEN jsonb_typeof(X #> %s::text[]) = 'array' "
+                 "THEN (X #> %s::text[]) || %s::jsonb ELSE %s::jsonb END)", path, path, path, items, items)
+    # OFFSET 0 keeps the planner from pulling the steps up into one expression, in which each
+    # reference to x would repeat the step before it (exponential in the number of steps).
+    lateral = "".join(f", LATERAL (SELECT {e} AS x OFFSET 0) s{i + 1}" for i, e in enumerate(steps))
+    first = _FIX_SQL.format(e="(data ->> %s::text)")
+    text = (f"(SELECT {_UNFIX_SQL.format(e=f's{len(steps)}.x::text')} "  # noqa: S608 - no values
+            f"FROM (SELECT ({first})::jsonb AS x OFFSET 0) s0{lateral})")
+    return text, params
+
+
+def nested_patch(delta: Delta) -> tuple[sql.Composable, list[Any]]:
+    """The ``data`` expression of a delta with nested patches, and all its parameters (they
+    replace :func:`_patch_params`)."""
+    parts: list[str] = []
+    params: list[Any] = _patch_params(delta)
+    for name, ops in delta.patch.items():
+        chain, chain_params = _field_chain(name, ops)
+        parts.append(f"%s::text, {chain}")
+        params += [escape(name), *chain_params]
+    # jsonb_strip_nulls: a field that stays missing (only deletes) is not written as null;
+    # stored field values are strings, so nothing else is null at that level.
+    expr = f"(data - %s::text[]) || %s::jsonb || jsonb_strip_nulls(jsonb_build_object({', '.join(parts)}))"
+    return sql.SQL(expr), params
 
 
 # ensure_ascii=False: non-ASCII text travels as UTF-8, not as six-byte \\uXXXX escapes.
@@ -280,6 +383,9 @@ class Statements:
             "LIMIT {batch} FOR UPDATE SKIP LOCKED)) "
             "INSERT INTO {t} (key, data, {cols}) SELECT %s, {patch}, {values} FROM old RETURNING 1"
         )
+        self._parts = {"t": t, "set_meta": set_meta, "live": live, "cols": cols,
+                       "meta_values": meta_values}
+        self._rename_text = rename
         self.rename: dict[bool, sql.Composed] = {
             False: _q(rename, t=t, cols=cols, patch=patch, values=cols, batch=sql.Literal(SWEEP_BATCH)),
             True: _q(rename, t=t, cols=cols, patch=patch, values=meta_values, batch=sql.Literal(SWEEP_BATCH)),
@@ -297,6 +403,21 @@ class Statements:
             t=t,
         )
         self.count = _q("SELECT count(*) FROM {t} WHERE expires_at > %s", t=t)
+
+    def apply_nested(self, patch: sql.Composable, meta: bool) -> sql.Composed:
+        """The Apply statement for a delta with nested patches (``patch``: its data expression)."""
+        p = self._parts
+        if meta:
+            return _q("UPDATE {t} SET data = {patch}, {set_meta} WHERE {live} RETURNING 1",
+                      t=p["t"], patch=patch, set_meta=p["set_meta"], live=p["live"])
+        return _q("UPDATE {t} SET data = {patch} WHERE {live} RETURNING 1",
+                  t=p["t"], patch=patch, live=p["live"])
+
+    def rename_nested(self, patch: sql.Composable, meta: bool) -> sql.Composed:
+        """The Rename statement for a delta with nested patches."""
+        p = self._parts
+        return _q(self._rename_text, t=p["t"], cols=p["cols"], patch=patch,
+                  values=p["meta_values"] if meta else p["cols"], batch=sql.Literal(SWEEP_BATCH))
 
 
 # ---- operations ------------------------------------------------------------------------
@@ -335,21 +456,30 @@ def _apply(st: Statements, op: Apply) -> Plan:
     if not ids.is_valid_key(op.key):
         return False
     d = op.delta
+    statement = st.apply[d.touches_fields, d.meta is not None]
     params: list[Any] = _patch_params(d) if d.touches_fields else []
+    if d.patch:
+        expr, params = nested_patch(d)
+        statement = st.apply_nested(expr, d.meta is not None)
     if d.meta is not None:
         params += meta_params(d.meta)
     params += [op.key, op.now]
-    return bool((yield Step(st.apply[d.touches_fields, d.meta is not None], params)))
+    return bool((yield Step(statement, params)))
 
 
 def _rename(st: Statements, op: Rename) -> Plan:
     if not ids.is_valid_key(op.old):
         return False
     _require_key(op.new, "Rename target")
-    params: list[Any] = [op.old, op.now, op.new, op.now, op.now, op.new, *_patch_params(op.delta)]
+    statement = st.rename[op.delta.meta is not None]
+    data_params = _patch_params(op.delta)
+    if op.delta.patch:
+        expr, data_params = nested_patch(op.delta)
+        statement = st.rename_nested(expr, op.delta.meta is not None)
+    params: list[Any] = [op.old, op.now, op.new, op.now, op.now, op.new, *data_params]
     if op.delta.meta is not None:
         params += meta_params(op.delta.meta)
-    return bool((yield Step(st.rename[op.delta.meta is not None], params)))
+    return bool((yield Step(statement, params)))
 
 
 def _delete(st: Statements, op: Delete) -> Plan:

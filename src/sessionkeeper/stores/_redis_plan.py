@@ -536,7 +536,8 @@ class RedisPlans:
         x = self._index_of(delta.meta)
         keys = [self.layout.session(old), self.layout.session(new)] + ([x] if x else [])
         header = self._header(now=now, member=new, meta=delta.meta, x=x, score=now, extra=old)
-        reply = yield from self.script(lua.RENAME, keys, header + _field_args(delta.delete, delta.set, delta.patch))
+        args = header + _field_args(delta.delete, delta.set, delta.patch)
+        reply = yield from self.script(lua.RENAME, keys, args)
         return bool(reply[0] == 1)
 
     def _cluster_rename(self, old: str, new: str, delta: Delta, now: float) -> Plan[bool]:
