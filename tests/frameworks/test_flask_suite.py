@@ -27,6 +27,7 @@ import os
 import types
 from collections.abc import Iterator
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import flask
@@ -247,3 +248,59 @@ def test_flask_app_that_json_dumps_its_session_works_unchanged() -> None:
 def test_flask_session_is_a_dict_and_a_session_mixin() -> None:
     assert issubclass(FlaskSession, dict) and issubclass(FlaskSession, SessionMixin)
     assert os.path.isdir(TESTS_DIR) or "test_suite_available" in SUITE
+
+
+# ---- issue 12 end to end: the naive cart keeps every concurrent addition --------------------
+
+
+@pytest.mark.parametrize("store", ["memory://", "sqlite:///carts.db", "file:///carts"])
+def test_naive_cart_keeps_every_concurrent_addition(store: str, tmp_path: Path) -> None:
+    """N requests load the session, all wait until every one has loaded, then each adds its
+    item the naive way and saves: each save is a patch, so all N items survive."""
+    import threading
+
+    if store != "memory://":
+        store = store.replace(":///", f":///{tmp_path}/")
+    n = 6
+    loaded = threading.Barrier(n, timeout=30)
+    app = flask.Flask(__name__)
+    init_app(app, store=store, secure=False)
+
+    @app.get("/start")
+    def start() -> str:
+        flask.session["user"] = "anon"
+        return ""
+
+    @app.get("/add/<item>")
+    def add(item: str) -> str:
+        cart = flask.session.get("cart", {})  # loads the session (no cart yet)
+        loaded.wait()  # every request has its snapshot before any saves
+        cart[item] = 1
+        flask.session["cart"] = cart
+        return ""
+
+    @app.get("/count")
+    def count() -> str:
+        return str(len(flask.session.get("cart", {})))
+
+    first = app.test_client()
+    first.get("/start")
+    cookie = first.get_cookie("session")
+    assert cookie is not None
+    errors: list[BaseException] = []
+
+    def one(i: int) -> None:
+        try:
+            client = app.test_client()
+            client.set_cookie("session", cookie.value)
+            assert client.get(f"/add/i{i}").status_code == 200
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert first.get("/count").text == str(n)
