@@ -6,6 +6,7 @@ cookie. Pure flow with an injected clock, then through ASGI, WSGI and Flask."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
@@ -171,7 +172,8 @@ def test_remember_on_an_existing_session_writes_and_sends_the_cookie(clock: Fake
 
     token2, headers, persistent = site.request(token, app)
     assert persistent is True and token2 == token  # same ID: no privilege change
-    assert max_age(headers) == 7 * DAY
+    # the absolute limit counts from the login, not from remember() (ASVS V7.3.2)
+    assert max_age(headers) == 7 * DAY - 10
     clock.advance(DAY - 60)
     assert whoami(site, token)[1] == "alice"
 
@@ -236,11 +238,23 @@ def test_limits_arithmetic() -> None:
     own = lifecycle.with_limits(meta, (3 * DAY, 10 * DAY), default, T0 + 100)
     t = lifecycle.limits(own, default)
     assert (t.idle, t.absolute, t.touch_every) == (3 * DAY, 10 * DAY, 60.0)
-    assert own.absolute_at == T0 + 100 + 10 * DAY and own.expires_at == T0 + 100 + 3 * DAY
-    assert lifecycle.window_start(own) == T0 + 100
+    # the absolute window counts from creation (nobody signed in), not from the change of
+    # limits (ASVS V7.3.2); idle from now
+    assert own.absolute_at == T0 + 10 * DAY and own.expires_at == T0 + 100 + 3 * DAY
+    assert lifecycle.window_start(own) == T0
+    signed_in = replace(meta, user_id="alice", auth_at=T0 + 50)
+    assert lifecycle.with_limits(signed_in, (3 * DAY, 10 * DAY), default, T0 + 100).absolute_at \
+        == T0 + 50 + 10 * DAY  # from the authentication
     assert lifecycle.with_limits(own, (3 * DAY, 10 * DAY), default, T0 + 999) is own  # unchanged
     back = lifecycle.with_limits(own, None, default, T0 + 200)
     assert lifecycle.own_limits(back) is None and back.absolute_at == T0 + 200 + 43200
+    assert lifecycle.window_start(back) == T0 + 200
+    # forget() never moves the end later: near the end, it stays where it was
+    late = lifecycle.with_limits(own, None, default, T0 + 10 * DAY - 60)
+    assert late.absolute_at == T0 + 10 * DAY
+    # and remembering again counts from the sign-in, not from the toggle
+    again = lifecycle.with_limits(back, (3 * DAY, 10 * DAY), default, T0 + 5 * DAY)
+    assert again.absolute_at == T0 + 10 * DAY and lifecycle.window_start(again) == T0
     # corrupt limits in a stored record fall back to the config's
     bad = Meta(T0, T0, T0 + 1800, T0 + 43200, info={"pi": "nan", "pa": "x"})
     assert lifecycle.limits(bad, default) is default
@@ -272,3 +286,20 @@ def test_remember_me_in_every_adapter(remembering: LClient) -> None:
     assert [d.user_agent for d in c.manager.devices("alice")] == ["Firefox on Linux"]
     r = b.go("/forget")
     assert r.json is False and "Max-Age" not in r.all("set-cookie")[0]
+
+
+def test_v7_3_2_remember_absolute_is_capped_at_the_option(clock: FakeClock,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """ASVS 5.0 V7.3.2: ``remember(absolute=...)`` longer than ``remember_absolute_timeout`` is
+    capped there in every adapter (as Django's ``set_expiry`` is), with one warning naming the
+    option to raise."""
+    lifecycle._capped_warned = False
+    site = Site(clock)
+    with caplog.at_level("WARNING", logger="sessionkeeper"):
+        token, headers = login_remembered(site, absolute=365 * DAY)
+    assert max_age(headers) == REMEMBER_ABSOLUTE
+    assert "remember_absolute_timeout" in caplog.text
+    record = site.stored(token)
+    assert record is not None
+    assert lifecycle.own_limits(record.meta) == (REMEMBER_IDLE, REMEMBER_ABSOLUTE)
+    assert record.meta.absolute_at == T0 + REMEMBER_ABSOLUTE

@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
-
 from sessionkeeper import asgi, open_store
 
 from .conftest import COOKIE, Resp, asgi_request
@@ -89,10 +87,6 @@ def test_v7_3_2_permanent_true_on_every_request_does_not_extend_the_absolute_lim
         store.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: remember()/forget() restart the absolute window: toggling keeps a sign-in alive",
-)
 def test_v7_3_2_toggling_remember_me_cannot_outlive_the_absolute_limit() -> None:
     """ASVS 5.0 V7.3.2 / WSTG-SESS-07: the absolute limit is a bound on how long one sign-in
     lasts. Each ``remember()`` / ``forget()`` restarts the absolute window "from this call"
@@ -113,10 +107,6 @@ def test_v7_3_2_toggling_remember_me_cannot_outlive_the_absolute_limit() -> None
         store.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: remember() late in a session counts 30 days from the call, not from the login",
-)
 def test_v7_3_2_remember_long_after_login_is_bounded_by_the_login() -> None:
     """ASVS 5.0 V7.3.2: a browser session (12 h absolute) that calls ``remember()`` 11 hours
     after login (a thief with a copied cookie hitting the app's "stay signed in" endpoint)

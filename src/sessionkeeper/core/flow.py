@@ -57,7 +57,7 @@ from .config import SessionConfig, normalize_origin
 from .cookies import MAX_VALUE, read_token
 from .events import EventKind, SessionEvent
 from .fingerprint import Client, ip_prefix
-from .lifecycle import alive, limits, own_limits, with_limits
+from .lifecycle import alive, limits, own_limits, remember_limits, with_limits
 from .probing import ProbeMonitor
 from .records import Apply, Create, Delete, Delta, ListUser, Load, Meta, Op, Record, Rename
 from .session import Session
@@ -520,9 +520,7 @@ class SessionFlow:
             return meta
         own = None
         if intent is not False:
-            r = self.config.remember_timeouts
-            idle, absolute = intent
-            own = (r.idle if idle is None else idle, r.absolute if absolute is None else absolute)
+            own = remember_limits(*intent, self.config.remember_timeouts)  # capped at the option
         return with_limits(meta, own, self.config.timeouts, now)
 
     def _fingerprint(self, info: Mapping[str, str], state: RequestState) -> dict[str, str]:

@@ -7,6 +7,7 @@ key); no token or storage key leaves this module.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Generator
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -16,6 +17,8 @@ from .clock import Timeouts
 from .events import SessionEvent
 from .ids import public_id
 from .records import Delete, ListUser, Meta, Op
+
+log = logging.getLogger("sessionkeeper")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,11 +38,18 @@ class Device:
 # ---- a session's own limits ("remember me") ---------------------------------------------------
 # ``Session.remember()`` gives one session its own idle and absolute limits; they are kept in
 # ``Meta.info`` (float text, small keys) so that every later request, and the device list, judge
-# the session by them. ``LIMITS_SINCE`` is when the limits last changed (remember or forget): the
-# absolute window counts from there, not from creation, so that ``forget()`` on a session older
-# than the normal absolute limit returns it to the normal limits instead of killing it. Calling
-# ``remember()`` again with the same limits changes nothing (Flask apps set
-# ``session.permanent = True`` on every request: that must not restart the absolute window).
+# the session by them.
+# The absolute limit bounds one sign-in (ASVS V7.3.2): it counts from the last authentication
+# (``auth_at``), or from creation for a session nobody signed in to, never from a change of the
+# limits. Otherwise a client holding the cookie (its owner, or a thief with a copy) could stay
+# signed in for ever by toggling an app's "keep me signed in" switch. So:
+# - ``remember()`` sets the end to that start + its absolute limit;
+# - ``forget()`` can only bring the end closer: min(current end, now + the normal absolute
+#   limit). A session older than the normal absolute limit is returned to the normal limits
+#   rather than killed, and ``LIMITS_SINCE`` (when forget() did that) is where "today's"
+#   normal absolute limit counts from for it (always within the stored end).
+# Calling ``remember()`` again with the same limits changes nothing (Flask apps set
+# ``session.permanent = True`` on every request).
 OWN_IDLE = "pi"
 OWN_ABSOLUTE = "pa"
 LIMITS_SINCE = "ps"
@@ -68,25 +78,58 @@ def limits(meta: Meta, default: Timeouts) -> Timeouts:
     return Timeouts(own[0], own[1], touch if touch is not None and touch < own[0] else None)
 
 
+def sign_in_start(meta: Meta) -> float:
+    """When this sign-in began: the last authentication, or creation if nobody signed in."""
+    return meta.created_at if meta.auth_at is None else meta.auth_at
+
+
 def window_start(meta: Meta) -> float:
-    """Where the absolute limit counts from: creation, or the last change of the limits."""
+    """Where the absolute limit counts from: the sign-in for a remembered session; for any
+    other, creation, or the ``forget()`` that returned it to the normal limits."""
+    if own_limits(meta) is not None:
+        return sign_in_start(meta)
     since = _num(meta.info.get(LIMITS_SINCE))
     return meta.created_at if since is None else since
 
 
 def with_limits(meta: Meta, own: tuple[float, float] | None, default: Timeouts, now: float) -> Meta:
-    """``meta`` with its own limits set to ``own`` (``None``: back to ``default``), the absolute
-    window restarting at ``now``. The very same object when nothing changes."""
+    """``meta`` with its own limits set to ``own`` (``None``: back to ``default``). The absolute
+    end becomes the sign-in's start + ``own``'s absolute limit, or, back to ``default``, at most
+    ``now`` + its absolute limit (never later than it was). The same object when nothing changes."""
     if own == own_limits(meta):
         return meta
-    info = {k: v for k, v in meta.info.items() if k not in (OWN_IDLE, OWN_ABSOLUTE)}
-    info[LIMITS_SINCE] = repr(now)
+    info = {k: v for k, v in meta.info.items() if k not in (OWN_IDLE, OWN_ABSOLUTE, LIMITS_SINCE)}
     if own is not None:
         info[OWN_IDLE], info[OWN_ABSOLUTE] = repr(own[0]), repr(own[1])
+        absolute_at = sign_in_start(meta) + own[1]
+    else:
+        info[LIMITS_SINCE] = repr(now)
+        absolute_at = min(meta.absolute_at, now + default.absolute)
     t = limits(replace(meta, info=info), default)
-    absolute_at = now + t.absolute
     return replace(meta, info=info, absolute_at=absolute_at,
                    expires_at=t.expires_at(max(meta.last_seen, now), absolute_at))
+
+
+def remember_limits(idle: float | None, absolute: float | None, remember: Timeouts) -> tuple[float, float]:
+    """A session's own ``(idle, absolute)`` from ``remember(idle, absolute)`` (``None``: the
+    ``remember_*`` options, ``remember``). The absolute limit is capped at
+    ``remember_absolute_timeout`` in every adapter (as Django's ``set_expiry`` is): the option
+    is the deployment's bound on one sign-in, which app code (``login_user(duration=...)``,
+    a "remember me for a year" form) must not exceed. Capping is logged once, with the fix."""
+    global _capped_warned
+    wanted = remember.absolute if absolute is None else absolute
+    capped = min(wanted, remember.absolute)
+    if capped < wanted and not _capped_warned:
+        _capped_warned = True
+        log.warning(
+            "remember(absolute=%g s) is longer than remember_absolute_timeout (%g s): the session "
+            "is remembered for %g s. Raise remember_absolute_timeout to allow longer sign-ins.",
+            wanted, remember.absolute, capped,
+        )
+    return min(remember.idle if idle is None else idle, capped), capped
+
+
+_capped_warned = False
 
 
 def alive(meta: Meta, now: float, timeouts: Timeouts) -> bool:
