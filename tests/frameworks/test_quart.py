@@ -229,3 +229,22 @@ def test_v3_5_3_cross_site_websocket_gets_no_session_with_csrf_on() -> None:
             assert await ws.receive() == "['apple']"
 
     run(main)
+
+
+def test_v3_5_3_cross_site_websocket_gets_no_session_by_default() -> None:
+    """ASVS 5.0 V3.5.3 / WSTG-SESS-05 (cross-site websocket hijacking): under the default
+    options (``csrf`` off) a websocket opened by another site still gets no session; a
+    ``trusted_origins`` entry lets that origin in."""
+
+    async def main(app: Any, trusted: bool) -> None:
+        client = app.test_client()
+        await client.post("/add", form={"item": "apple"}, headers={"Sec-Fetch-Site": "same-origin"}, **HTTPS)
+        async with client.websocket("/ws", scheme="wss", headers={"Origin": "https://evil.example"}) as ws:
+            assert await ws.receive() == ("['apple']" if trusted else "None")
+        async with client.websocket("/ws", scheme="wss", headers={"Origin": "https://localhost"}) as ws:
+            assert await ws.receive() == "['apple']"
+
+    plain = make_app(open_store("memory://"))
+    run(lambda: main(plain, False))
+    trusting = make_app(open_store("memory://"), trusted_origins=["https://evil.example"])
+    run(lambda: main(trusting, True))

@@ -130,10 +130,6 @@ def test_v3_5_3_cross_site_websocket_is_refused_with_csrf_on(store: Store) -> No
     assert {"type": "websocket.send", "text": "alice:alice's card"} in same
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: with the default csrf=False a sibling subdomain's websocket reads the session",
-)
 def test_v3_5_3_cross_site_websocket_is_refused_by_default(store: Store) -> None:
     """ASVS 5.0 V3.5.3 / WSTG-SESS-05 (CSWSH): a websocket handshake is a credentialed
     request that no CORS rule guards and ``SameSite=Lax`` does not stop from a sibling

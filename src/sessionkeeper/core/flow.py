@@ -261,7 +261,12 @@ class SessionFlow:
         state = RequestState(info=info, token=token)
         if raw and token is None:
             self._probe(state, self.config.clock())
-        if self.config.csrf and self.config.transport != "header":
+        # A websocket handshake is checked whatever ``csrf`` says (ASVS V3.5.3, cross-site
+        # websocket hijacking): no CORS rule guards it and SameSite=Lax lets a sibling
+        # subdomain open one with the user's cookie; Origin / Sec-Fetch-Site are the only
+        # defence. ``trusted_origins`` still admits other origins.
+        websocket = info.method == "WEBSOCKET"
+        if (self.config.csrf or websocket) and self.config.transport != "header":
             state.csrf_failed = not csrf_allowed(info, tuple(self.config.trusted_origins))
         return state
 
