@@ -133,6 +133,38 @@ def child(framework: str, workload: str, n: int) -> float:
     return asyncio.run(main())
 
 
+def diff_cost(rounds: int) -> None:
+    """µs to write one changed dict value whole (encode) vs as a patch (decode the loaded
+    text, tree of the new value, structural diff: what a patched write adds, core/diff.py),
+    for a small (100 B), typical (2 KB) and large (60 KB) session held in one dict."""
+    from sessionkeeper.core import codec
+    from sessionkeeper.core.diff import diff
+
+    print(f"{'session':8} {'encode whole µs':>16} {'diff µs':>9} {'ops':>4}")
+    for label, size in (("100 B", 100), ("2 KB", 2_000), ("60 KB", 60_000)):
+        value: dict[str, Any] = {}
+        i = 0
+        while len(codec.encode("v", value)) < size:
+            value[f"item{i}"] = {"qty": i, "name": f"product {i}", "tags": ["a", "b"]}
+            i += 1
+        stored = codec.encode("v", value)
+        changed = codec.decode(stored)
+        changed["new item"] = {"qty": 1, "name": "added", "tags": []}  # one entry added
+        n = max(20, 2_000_000 // size)
+        enc, dif = [], []
+        ops: Any = ()
+        for _ in range(rounds * 3):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                codec.encode("v", changed)
+            enc.append((time.perf_counter() - t0) / n * 1e6)
+            t0 = time.perf_counter()
+            for _ in range(n):
+                ops = diff(json.loads(stored), codec.to_json_tree(changed))
+            dif.append((time.perf_counter() - t0) / n * 1e6)
+        print(f"{label:8} {min(enc):16.1f} {min(dif):9.1f} {len(ops or ()):4}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--n", type=int, default=5000, help="requests per batch")
@@ -140,7 +172,11 @@ def main() -> None:
     p.add_argument("--only", action="append", default=[], help="variants whose name contains this")
     p.add_argument("--redis", default="redis://127.0.0.1:6379/15", help="Redis for the Redis variants")
     p.add_argument("--child", nargs=2, metavar=("FRAMEWORK", "WORKLOAD"), help=argparse.SUPPRESS)
+    p.add_argument("--diff", action="store_true", help="the cost of diffing a changed value (issue 12)")
     args = p.parse_args()
+    if args.diff:
+        diff_cost(args.rounds)
+        return
     if args.child:
         print(json.dumps(child(args.child[0], args.child[1], args.n)))
         return

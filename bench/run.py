@@ -20,7 +20,8 @@ What it does (stdlib only; the apps and peers run in bench/.venv, which it creat
    requests: store round trips (and Redis commands / PostgreSQL statements) per request for
    untouched, read, write and new-session requests;
 6. lost updates: N concurrent requests on one session each add their own cart item (naive
-   whole-cart write, and one key per item); counts what survives;
+   whole-cart write of one dict, append to one list, and one key per item); counts what
+   survives;
 7. prints the tables, saves bench/results/latest.json and, with --docs, docs/performance.md
    and docs/performance.png.
 """
@@ -122,7 +123,7 @@ class Variant:
     name: str  # "flask/sk-redis"
     framework: str  # flask | starlette | django
     session: str  # BENCH_SESSION for the app
-    store: str | None = None  # sessionkeeper store: memory | sqlite | redis | postgres
+    store: str | None = None  # sessionkeeper store: memory | sqlite | file | redis | postgres
     uses_redis: bool = False  # a peer that keeps sessions in Redis
     baseline: str = ""  # the framework's no-session variant
     peer: str | None = None  # the named peer for sessionkeeper variants
@@ -142,7 +143,7 @@ def all_variants() -> list[Variant]:
     ):
         base = f"{fw}/none"
         out.append(Variant(base, fw, "none", baseline=base))
-        for store in ("memory", "sqlite", "redis", "postgres"):
+        for store in ("memory", "sqlite", "file", "redis", "postgres"):
             out.append(Variant(f"{fw}/sk-{store}", fw, "sk", store=store, baseline=base, peer=app_peer))
         out.append(Variant(f"{fw}/{peer_name}", fw, peer_session, uses_redis=True, baseline=base))
         out.append(Variant(f"{fw}/signed-cookie", fw, "signed", baseline=base))
@@ -199,7 +200,7 @@ def machine_info() -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    wrk = run(["wrk", "--version"]).stdout.splitlines() or ["?"]
+    wrk = (run(["wrk", "--version"]).stdout.splitlines() if shutil.which("wrk") else []) or ["?"]
     return {
         "nproc": os.cpu_count(),
         "cpu": cpu,
@@ -338,6 +339,8 @@ def store_url(
         return "memory://"
     if store == "sqlite":
         return f"sqlite:///{RESULTS / f'{fw}-sk.db'}"
+    if store == "file":
+        return f"file://{RESULTS / f'{fw}-sk-files'}"
     if store == "redis":
         return redis.url(redis_port)
     assert pg_url is not None
@@ -368,7 +371,7 @@ print("ok")
 def check_stores(variants: list[Variant], redis: Redis, pg_url: str | None) -> dict[str, str]:
     """Mark sessionkeeper variants whose store is missing or broken as not available."""
     status: dict[str, str] = {}
-    for store in ("memory", "sqlite", "redis", "postgres"):
+    for store in ("memory", "sqlite", "file", "redis", "postgres"):
         module = REPO / "src" / "sessionkeeper" / "stores" / f"{store}.py"
         if not module.exists():
             status[store] = f"not available yet (no src/sessionkeeper/stores/{store}.py)"
@@ -658,7 +661,8 @@ def lost_phase(
             log(f"  ! {exc}")
             continue
         try:
-            out[v.name] = {kind: lost_one(server.port, kind, n, delay_ms) for kind in ("naive", "key")}
+            kinds = ("naive", "list", "key")
+            out[v.name] = {kind: lost_one(server.port, kind, n, delay_ms) for kind in kinds}
         finally:
             stop_process(server.proc)
     return out
@@ -690,7 +694,7 @@ def lost_one(port: int, kind: str, n: int, delay_ms: int) -> dict[str, Any]:
             client.cookie = pair or None
     status, body = client.get("/cart/count")
     counted = json.loads(body) if status == 200 else {}
-    survived = counted.get("naive" if kind == "naive" else "per_key", 0)
+    survived = counted.get({"naive": "naive", "list": "list"}.get(kind, "per_key"), 0)
     return {"sent": n, "survived": survived, "errors": errors}
 
 
@@ -828,16 +832,18 @@ def counts_table(counts: dict[str, dict[str, Any]], markdown: bool = False) -> s
 
 
 def lost_table(lost: dict[str, Any], markdown: bool = False) -> str:
-    head = ["variant", "naive cart (one key)", "one key per item", "errors"]
+    head = ["variant", "naive cart (one dict)", "list-append cart (one list)", "one key per item", "errors"]
     body = []
     for name, kinds in lost.items():
         nv, kv = kinds["naive"], kinds["key"]
+        lv = kinds.get("list")  # results saved before the list-append cart have no such row
         body.append(
             [
                 name,
                 f"{nv['survived']}/{nv['sent']}",
+                f"{lv['survived']}/{lv['sent']}" if lv else "-",
                 f"{kv['survived']}/{kv['sent']}",
-                str(nv["errors"] + kv["errors"]),
+                str(nv["errors"] + kv["errors"] + (lv["errors"] if lv else 0)),
             ]
         )
     return render(head, body, markdown)
@@ -1004,7 +1010,7 @@ def main() -> None:
     count_n = 20 if args.quick else 100
 
     t_start = time.monotonic()
-    for tool in ("wrk", "taskset"):
+    for tool in ("wrk", "taskset") if not args.no_load else ():  # only the load phase needs them
         if not shutil.which(tool):
             package = "wrk" if tool == "wrk" else "util-linux"
             sys.exit(f"{tool} is not installed (Debian: apt-get install -y {package})")

@@ -28,4 +28,5 @@ def count_cart(session: object) -> dict[str, int]:
     get = session.get  # type: ignore[attr-defined]
     cart = get("cart") or {}
     keys = sum(1 for k in list(session) if isinstance(k, str) and k.startswith("item:"))  # type: ignore[call-overload]
-    return {"naive": len(cart), "per_key": keys}
+    items = get("cart_list") or []
+    return {"naive": len(cart), "per_key": keys, "list": len(items)}

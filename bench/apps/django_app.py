@@ -64,11 +64,20 @@ def cart_key(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok")
 
 
+def cart_list(request: HttpRequest) -> HttpResponse:
+    items = request.session.setdefault("cart_list", [])
+    time.sleep(delay_seconds(request.GET.get("delay")))
+    items.append(request.GET["item"])
+    request.session.modified = True  # Django does not see a change inside a value
+    return HttpResponse("ok")
+
+
 def cart_count(request: HttpRequest) -> HttpResponse:
     s = request.session
     cart = s.get("cart") or {}
     keys = sum(1 for k, _ in s.items() if k.startswith("item:"))
-    return HttpResponse(json.dumps({"naive": len(cart), "per_key": keys}))
+    items = s.get("cart_list") or []
+    return HttpResponse(json.dumps({"naive": len(cart), "per_key": keys, "list": len(items)}))
 
 
 urlpatterns = [
@@ -77,6 +86,7 @@ urlpatterns = [
     path("write", write),
     path("cart/naive", cart_naive),
     path("cart/key", cart_key),
+    path("cart/list", cart_list),
     path("cart/count", cart_count),
 ]
 

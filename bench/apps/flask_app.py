@@ -67,6 +67,14 @@ def cart_key() -> str:
     return "ok"
 
 
+@app.get("/cart/list")
+def cart_list() -> str:
+    items = session.setdefault("cart_list", [])  # the README's cart: append to one list
+    time.sleep(delay_seconds(request.args.get("delay")))
+    items.append(request.args["item"])
+    return "ok"
+
+
 @app.get("/cart/count")
 def cart_count() -> str:
     return json.dumps(count_cart(session))

@@ -69,6 +69,13 @@ async def cart_key(request: Request) -> PlainTextResponse:
     return PlainTextResponse("ok")
 
 
+async def cart_list(request: Request) -> PlainTextResponse:
+    items = request.session.setdefault("cart_list", [])  # the README's cart: append to one list
+    await asyncio.sleep(delay_seconds(request.query_params.get("delay")))
+    items.append(request.query_params["item"])
+    return PlainTextResponse("ok")
+
+
 async def cart_count(request: Request) -> JSONResponse:
     return JSONResponse(count_cart(request.session))
 
@@ -80,6 +87,7 @@ app = Starlette(
         Route("/write", write),
         Route("/cart/naive", cart_naive),
         Route("/cart/key", cart_key),
+        Route("/cart/list", cart_list),
         Route("/cart/count", cart_count),
     ],
     middleware=middleware,

@@ -18,6 +18,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sessionkeeper import Store
 from sessionkeeper.core import codec
 from sessionkeeper.core.patch import MISSING, apply_patch, apply_patch_text, is_object
 from sessionkeeper.core.records import (
@@ -292,3 +293,31 @@ def test_random_edit_scripts_match_the_reference(run: Runner, data: st.DataObjec
     assert codec.decode(got) == codec.from_json_tree(expect)
     if run.store.name != "postgresql":
         assert got == codec.encode("f", codec.from_json_tree(expect))  # byte for byte, key order too
+
+
+def test_thousand_concurrent_requests_on_one_session(store: Store) -> None:
+    """1,000 requests in flight at once on one session (async face), each adding its own
+    entry to one dict and its own item to one list, from the same snapshot: all 1,000 of
+    each are there afterwards (issue 12: Redis and PostgreSQL, and every other store)."""
+    run = Runner(store, "async")
+    try:
+        k, r = fresh({"counter": 1})
+        run(Create(k, r))
+        n = 1000
+
+        async def all_() -> list[bool]:
+            sem = asyncio.Semaphore(200)  # bounded: a pool queues the rest anyway
+
+            async def one(i: int) -> bool:
+                async with sem:
+                    d = Delta(patch={"cart": (S((f"i{i}",), 1),), "items": (A((), i),)})
+                    return bool(await store.aexecute(Apply(k, d, NOW)))
+
+            return list(await asyncio.gather(*(one(i) for i in range(n))))
+
+        assert all(run.await_(all_()))
+        got = load(run, k)
+        assert got["cart"] == {f"i{i}": 1 for i in range(n)}
+        assert sorted(got["items"]) == list(range(n))
+    finally:
+        run.close()
