@@ -301,8 +301,9 @@ def init_app(
     if store is None:
         if fs_store is None:
             raise ConfigError(
-                "init_app(app) needs a store: pass store='sqlite:///sessions.db' (or a redis://, "
-                "postgresql://, file:// URL or a Store), or set Flask-Session's SESSION_TYPE"
+                "init_app: store= must be a Store (from open_store(...)) or a store URL string such "
+                "as 'sqlite:///sessions.db', not NoneType; or set Flask-Session's SESSION_TYPE "
+                "('redis', 'filesystem') in app.config"
             )
         store = fs_store
     if config is None:

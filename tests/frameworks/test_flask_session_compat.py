@@ -107,8 +107,9 @@ def test_session_types_that_do_not_map_are_refused_with_what_to_use(kind: str, h
 
 
 def test_no_store_and_no_session_type_is_refused_with_what_to_pass() -> None:
-    with pytest.raises(ConfigError, match="store="):
+    with pytest.raises(ConfigError, match="store= must be a Store") as info:
         init_app(make_app())
+    assert "SESSION_TYPE" in str(info.value)
 
 
 def test_session_redis_must_be_a_redis_client() -> None:
