@@ -15,8 +15,6 @@ import sqlite3
 import stat
 from pathlib import Path
 
-import pytest
-
 from sessionkeeper import ConfigError, new_token, open_store, storage_key
 from sessionkeeper.core.records import Create, Meta, Record
 
@@ -40,10 +38,6 @@ def test_v7_2_1_new_sqlite_store_files_are_private(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(tmp_path / "private").st_mode) == 0o700
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: an existing world-readable sqlite store file is accepted and left readable",
-)
 def test_v7_2_1_existing_world_readable_sqlite_file_is_refused_or_made_private(tmp_path: Path) -> None:
     """WSTG-SESS-01 / ASVS 5.0 V3.5.1: a database file created beforehand with the usual umask
     (``sqlite3 sessions.db`` by an operator, a migration script, a restore from backup) is

@@ -18,17 +18,23 @@ that names the path and the command that fixes it:
 
 What the checks cannot see: a user with root, or with the same uid, can do anything anyway;
 ACLs and network filesystems' own permissions are not read. New files are made 0600 and new
-directories 0700 whatever the umask, so nothing we create starts out readable by others.
+directories 0700 whatever the umask, so nothing we create starts out readable by others; an
+existing store file that group or others can read is made private when it is ours (logged),
+and refused (``chmod 600``) when it is root's (:func:`make_private`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 
 from ..errors import ConfigError
 
-__all__ = ["check_chain", "check_fd", "check_lstat", "make_private_dir", "supported"]
+log = logging.getLogger("sessionkeeper")
+
+__all__ = ["check_chain", "check_fd", "check_lstat", "make_private", "make_private_dir",
+           "make_private_path", "supported"]
 
 #: Whether this platform has POSIX owners (Windows has no geteuid: no checks there).
 supported = hasattr(os, "geteuid")
@@ -122,6 +128,41 @@ def check_fd(fd: int, path: str, what: str) -> None:
     if not stat.S_ISREG(st.st_mode):
         raise ConfigError(f"{what} {path!r} is not a regular file; choose another location")
     check_stat(st, path, what)
+
+
+def make_private(fd: int, path: str, what: str) -> bool:
+    """Make the open file ``fd`` (of ``path``) readable by its owner only; whether it changed.
+
+    A session store is a secret (every session's data, CSRF tokens and user ids), so a file of
+    it that group or others can read (one made beforehand with the usual umask: ``sqlite3
+    sessions.db``, a restore from backup) is made private on the spot when it is ours, with one
+    warning saying so; one owned by root that we cannot change is refused, naming the fix.
+    """
+    if not supported:
+        return False
+    st = os.fstat(fd)
+    mode = stat.S_IMODE(st.st_mode)
+    if not mode & 0o077:
+        return False
+    if st.st_uid != _me():
+        raise ConfigError(
+            f"{what} {path!r} is readable by group or others (mode {mode:04o}): anyone on this "
+            f"host could read every session. Fix: `chmod 600 {path}`"
+        )
+    os.fchmod(fd, mode & 0o700)
+    log.warning("%s %r was readable by group or others (mode %04o): made private (%04o), as a "
+                "session store holds every session's data", what, path, mode, mode & 0o700)
+    return True
+
+
+def make_private_path(path: str, what: str) -> None:
+    """:func:`make_private` for an existing file named by ``path`` (never through a link)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        check_fd(fd, path, what)
+        make_private(fd, path, what)
+    finally:
+        os.close(fd)
 
 
 def check_chain(directory: str, what: str) -> str:

@@ -324,11 +324,15 @@ class SQLiteStore(MethodStore):
                     os.fchmod(fd, 0o600)  # whatever the umask; -wal and -shm copy this mode
                 else:
                     _trust.check_fd(fd, self.path, what + " file")  # the file we opened, no race
+                    # An existing file others can read (made with the usual umask): made
+                    # private, before SQLite copies its mode to new -wal and -shm files.
+                    _trust.make_private(fd, self.path, what + " file")
             finally:
                 os.close(fd)
             for suffix in ("-wal", "-shm", "-journal"):
-                _trust.check_lstat(self.path + suffix, f"{what}'s {suffix[1:]} file", directory=False,
-                                   missing_ok=True)
+                companion = f"{what}'s {suffix[1:]} file"
+                if _trust.check_lstat(self.path + suffix, companion, directory=False, missing_ok=True):
+                    _trust.make_private_path(self.path + suffix, companion)  # left over, maybe 0644
         except OSError as exc:
             raise ConfigError(f"cannot open SQLite database {self.path!r}: {exc}") from None
 
