@@ -135,7 +135,7 @@ def init_app(app: Flask, login_manager: LoginManager, *, fresh_for: float | time
         # keys: the sign-in is over for this (shared, server-side) session, so end it on the
         # server too, rather than leave a session bound to a user nobody is signed in as.
         session = _current()
-        mode = app.config.get("SESSION_PROTECTION", login_manager.session_protection)
+        mode = app.config.get("SESSION_PROTECTION", getattr(login_manager, "session_protection", None))
         if mode == "strong" and session.persistent:
             # Flask-Login downgrades "strong" to "basic" for a permanent session (it only marks
             # it not fresh and keeps the user), and "remember me" is a permanent session here:

@@ -221,6 +221,7 @@ def open_store(url: str, **options: Any) -> Store:
             f"store URL {shown} is not a URL; use one of: "
             + ", ".join(f"{s}://" for s in SCHEMES)
         )
+    malformed: str | None = None
     try:
         parts = urlsplit(url)
     except ValueError as exc:
@@ -228,8 +229,6 @@ def open_store(url: str, **options: Any) -> Store:
         # raised outside this block so that the original is not chained as its context.
         netloc = _split_text(url).netloc
         malformed = str(exc).replace(netloc, _redact_netloc(netloc)) if netloc else str(exc)
-    else:
-        malformed = None
     if malformed is not None:
         raise ConfigError(f"store URL {redact_url(url)!r} is malformed: {malformed}")
     opener = SCHEMES.get(parts.scheme.lower())
