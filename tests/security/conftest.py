@@ -12,14 +12,18 @@ import asyncio
 import io
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
 
 from sessionkeeper import Store, open_store, wsgi
+from tests.adapters.conftest import CountingStore
+from tests.core.conftest import T0, FakeClock
+from tests.lifecycle.conftest import LClient
 
 COOKIE = "__Host-session"  # the default policy's cookie name
 
@@ -222,3 +226,34 @@ def memory_store() -> Iterator[Store]:
 @pytest.fixture(params=["asgi", "wsgi"])
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+# ---- lifecycle clients (test_v7_anomaly, test_v7_logout; a module may define its own) ----
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CountingStore]:
+    """A counting store over memory or SQLite, for :func:`make`'s clients."""
+    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path}/s.db"
+    inner = open_store(url)
+    try:
+        yield CountingStore(inner)
+    finally:
+        inner.close()
+
+
+@pytest.fixture
+def make(store: CountingStore) -> Iterator[Callable[..., LClient]]:
+    """``make(kind, **options)``: a lifecycle test client (asgi, wsgi, flask) on ``store``."""
+    made: list[LClient] = []
+
+    def make(kind: str, **options: Any) -> LClient:
+        c = LClient(kind, store, FakeClock(T0), **options)
+        made.append(c)
+        return c
+
+    try:
+        yield make
+    finally:
+        for c in made:
+            c.close()

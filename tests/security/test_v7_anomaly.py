@@ -10,46 +10,16 @@ WSTG-SESS-01 (session management schema), WSTG-SESS-09 (session hijacking).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
-from sessionkeeper import open_store
 from sessionkeeper.core import ids
 from tests.adapters.conftest import CountingStore
-from tests.core.conftest import T0, FakeClock
 from tests.lifecycle.conftest import CHROME_WIN, FIREFOX_LINUX, Browser, LClient, Resp
 
 DEFENDING = ["reauthenticate", "rotate", "revoke"]
 KINDS = ["asgi", "wsgi", "flask"]
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CountingStore]:
-    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path}/s.db"
-    inner = open_store(url)
-    try:
-        yield CountingStore(inner)
-    finally:
-        inner.close()
-
-
-@pytest.fixture
-def make(store: CountingStore) -> Iterator[Callable[..., LClient]]:
-    made: list[LClient] = []
-
-    def make(kind: str, **options: Any) -> LClient:
-        c = LClient(kind, store, FakeClock(T0), **options)
-        made.append(c)
-        return c
-
-    try:
-        yield make
-    finally:
-        for c in made:
-            c.close()
 
 
 def owner(c: LClient, user: str = "alice") -> Browser:

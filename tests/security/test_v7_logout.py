@@ -10,13 +10,10 @@ Through real ASGI (Starlette), WSGI and Flask calls, on the memory and SQLite st
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
-from sessionkeeper import open_store
 from sessionkeeper.core.records import ListUser, Meta, Record
 from sessionkeeper.core.session import Session
 from tests.adapters.conftest import CountingStore
@@ -24,32 +21,6 @@ from tests.core.conftest import T0, FakeClock
 from tests.lifecycle.conftest import Browser, LClient
 
 KINDS = ["asgi", "wsgi", "flask"]
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CountingStore]:
-    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path}/s.db"
-    inner = open_store(url)
-    try:
-        yield CountingStore(inner)
-    finally:
-        inner.close()
-
-
-@pytest.fixture
-def make(store: CountingStore) -> Iterator[Callable[..., LClient]]:
-    made: list[LClient] = []
-
-    def make(kind: str, **options: Any) -> LClient:
-        c = LClient(kind, store, FakeClock(T0), **options)
-        made.append(c)
-        return c
-
-    try:
-        yield make
-    finally:
-        for c in made:
-            c.close()
 
 
 def listed(c: LClient, store: CountingStore, user: str) -> list[str]:
