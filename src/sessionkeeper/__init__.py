@@ -16,7 +16,7 @@ from .core.events import EventKind, SessionEvent, Subscriber
 from .core.flow import SessionFlow
 from .core.ids import new_token, storage_key
 from .core.lifecycle import Device
-from .core.records import Delta, Meta, Record
+from .core.records import Delta, Meta, PatchAppend, PatchDelete, PatchOp, PatchSet, Record
 from .core.session import Session
 from .errors import (
     ConfigError,
@@ -36,6 +36,10 @@ __all__ = [
     "Device",
     "EventKind",
     "Meta",
+    "PatchAppend",
+    "PatchDelete",
+    "PatchOp",
+    "PatchSet",
     "Record",
     "Session",
     "SessionConfig",
