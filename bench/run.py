@@ -6,6 +6,8 @@
     python3 bench/run.py --docs           # also rewrite docs/performance.md and its plot
     python3 bench/run.py --only redis     # variants whose name contains "redis"
     python3 bench/run.py --profile starlette/sk-redis   # py-spy flame data for one variant
+    python3 bench/run.py --only redis --breakdown     # + CPU per request by category (py-spy)
+    python3 bench/run.py --strict                     # refuse a busy machine, fail on noisy rows
 
 What it does (stdlib only; the apps and peers run in bench/.venv, which it creates):
 1. creates or updates bench/.venv: sessionkeeper (editable, with extras) and the peers;
@@ -14,16 +16,39 @@ What it does (stdlib only; the apps and peers run in bench/.venv, which it creat
 3. checks which sessionkeeper stores exist (a store module that is missing or fails a
    create-and-load is reported "not available yet");
 4. load: each variant's server pinned to core 0 (gunicorn, 1 sync worker / uvicorn, 1 worker),
-   wrk pinned to core 1; variants alternate in rounds (rotated order), ratios are computed
-   within each round, then the median is taken;
+   wrk (``--threads`` 2, ``--connections`` 8) pinned to core 1; variants alternate in rounds
+   (rotated order), ratios are computed within each round, then the median is taken. Around
+   every wrk run the harness reads the CPU time of the server's process tree (utime + stime
+   from /proc/<pid>/stat, the gunicorn worker included), of the bench's redis-server (``INFO
+   cpu``; ``INFO commandstats`` for the time per command) and of the PostgreSQL backends
+   serving the bench database (found by their process titles in /proc), and divides by the
+   requests served: CPU µs per request, far steadier than req/s on a shared machine. The
+   load average is printed at the start and end of every round; rows whose req/s spread over
+   rounds exceeds ``--max-spread`` are flagged (``--strict``: exit 1 on a flagged row, and
+   refuse to start when the 1-minute load average is above ``--max-load``);
 5. counts: each store-backed variant again, behind a counting TCP proxy, with sequential
    requests: store round trips (and Redis commands / PostgreSQL statements) per request for
    untouched, read, write and new-session requests;
 6. lost updates: N concurrent requests on one session each add their own cart item (naive
    whole-cart write of one dict, append to one list, and one key per item); counts what
    survives;
-7. prints the tables, saves bench/results/latest.json and, with --docs, docs/performance.md
+7. with ``--breakdown``, each store-backed variant again under load with py-spy attached
+   (``bench/breakdown.py``): the server's CPU per request split by where it goes (library,
+   store plan, Redis client, timeouts, event loop and sockets, framework and server);
+8. prints the tables, saves bench/results/latest.json and, with --docs, docs/performance.md
    and docs/performance.png.
+
+The wrk workload (``bench/session.lua``): wrk's ``request()`` and ``response()`` run per wrk
+thread and cannot tell its connections apart, so each thread is one browser with one cookie
+(one session) and ``--connections / --threads`` connections (4 by default) sending its
+requests concurrently, like a browser's parallel requests. Every variant gets exactly the
+same: the same paths, the same cookie handling, the same concurrency per session. Concurrent
+requests on one session are fair to all: no library here locks or retries (a read is a read;
+a write sets one counter key in every library, last writer wins for its value, and the write
+path runs in full whatever the interleaving), and a gunicorn sync worker serves them one at a
+time anyway. Until a thread's first answer arrives, each of its connections sends the warm-up
+``/write`` without a cookie, so a run creates up to ``connections`` sessions (the thread keeps
+the last cookie it is given); that is a handful of requests among thousands.
 """
 
 from __future__ import annotations
@@ -35,6 +60,7 @@ import http.client
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -101,10 +127,10 @@ WRK_CORE = "1"
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_DB = "skbench"
 
-# Targets of issue 5: (variant, peer, workload, minimum ratio to the peer)
+# Goals: (variant, peer, workload, minimum req/s ratio to the peer); shown as "goal" columns
 PEER_TARGETS = [
     ("starlette/sk-redis", "starlette/starsessions-redis", "read", 2.0),
-    ("starlette/sk-redis", "starlette/starsessions-redis", "write", 1.5),
+    ("starlette/sk-redis", "starlette/starsessions-redis", "write", 1.3),
     ("flask/sk-redis", "flask/flask-session-redis", "read", 1.6),
     ("flask/sk-redis", "flask/flask-session-redis", "write", 1.3),
 ]
@@ -307,9 +333,129 @@ class Redis:
                 out[name[len("cmdstat_") :]] = int(calls["calls"])
         return out
 
+    def command_usec(self) -> dict[str, int]:
+        """Microseconds spent per command so far (``INFO commandstats``; a script's commands
+        are counted on their own and again inside the script's ``evalsha``)."""
+        out: dict[str, int] = {}
+        for line in self.command("INFO", "commandstats").splitlines():
+            if line.startswith("cmdstat_"):
+                name, _, rest = line.partition(":")
+                stats = dict(kv.split("=", 1) for kv in rest.split(","))
+                out[name[len("cmdstat_") :]] = int(stats["usec"])
+        return out
+
+    def cpu_seconds(self) -> float:
+        """The server's user + system CPU so far (``INFO cpu``: getrusage, µs resolution)."""
+        fields = dict(line.split(":", 1) for line in self.command("INFO", "cpu").splitlines() if ":" in line)
+        return float(fields["used_cpu_user"]) + float(fields["used_cpu_sys"])
+
     def close(self) -> None:
         if self.proc is not None:
             stop_process(self.proc)
+
+
+# ---- CPU per request --------------------------------------------------------------------
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+# a backend's process title: "postgres: 15/main: user db 127.0.0.1(41234) idle"
+PG_TITLE = re.compile(r"^postgres: (?:\S+: )?\S+ (?P<db>\S+) (?:\S+\(\d+\)|\[local\])")
+
+
+def proc_cpu() -> dict[int, tuple[int, float, float]]:
+    """Every process: pid -> (parent pid, user + system CPU seconds, system CPU seconds), from
+    /proc/<pid>/stat (in clock ticks: 10 ms; a run's thousands of requests make that fine)."""
+    out: dict[int, tuple[int, float, float]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry.name}/stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        rest = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
+        utime, stime = int(rest[11]) / CLK_TCK, int(rest[12]) / CLK_TCK
+        out[int(entry.name)] = (int(rest[1]), utime + stime, stime)
+    return out
+
+
+def tree_cpu(root: int, table: dict[int, tuple[int, float, float]]) -> tuple[float, float]:
+    """(CPU seconds, of which system) of ``root`` and its descendants (gunicorn's master and
+    its worker)."""
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    total, system, todo = 0.0, 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in table:
+            total, system = total + table[pid][1], system + table[pid][2]
+        todo += children.get(pid, [])
+    return total, system
+
+
+def pg_backends(db: str, table: dict[int, tuple[int, float, float]]) -> dict[int, float]:
+    """CPU seconds of the PostgreSQL backends connected to ``db`` (by process title)."""
+    out: dict[int, float] = {}
+    for pid, (_, cpu, _) in table.items():
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        m = PG_TITLE.match(title)
+        if m and m["db"] == db:
+            out[pid] = cpu
+    return out
+
+
+@dataclass
+class CpuProbe:
+    """Reads the CPU a variant's server and its store have used; ``per_request`` turns two
+    readings into µs per request."""
+
+    server_pid: int
+    redis: Redis | None = None  # the bench's own redis-server, for Redis-backed variants
+    pg_db: str | None = None  # the bench database, for PostgreSQL-backed variants
+
+    def read(self) -> dict[str, Any]:
+        table = proc_cpu()
+        server, system = tree_cpu(self.server_pid, table)
+        out: dict[str, Any] = {"server": server, "server_sys": system}
+        if self.redis is not None:
+            out["redis"] = self.redis.cpu_seconds()
+            out["redis_usec"] = self.redis.command_usec()
+        if self.pg_db is not None:
+            out["pg"] = pg_backends(self.pg_db, table)
+        return out
+
+    @staticmethod
+    def per_request(before: dict[str, Any], after: dict[str, Any], requests: int) -> dict[str, Any]:
+        n = max(requests, 1)
+        out: dict[str, Any] = {
+            "cpu_us": (after["server"] - before["server"]) / n * 1e6,
+            "sys_us": (after["server_sys"] - before["server_sys"]) / n * 1e6,  # the kernel's part
+        }
+        if "redis" in after:
+            out["store_us"] = (after["redis"] - before["redis"]) / n * 1e6
+            usec = {
+                k: (v - before["redis_usec"].get(k, 0)) / n
+                for k, v in after["redis_usec"].items()
+                if k != "info" and v != before["redis_usec"].get(k, 0)
+            }
+            out["redis_cmd_us"] = {k: round(v, 2) for k, v in sorted(usec.items())}
+        if "pg" in after:  # a backend that ended meanwhile is missed; a new one counts in full
+            pg = sum(cpu - before["pg"].get(pid, 0.0) for pid, cpu in after["pg"].items())
+            out["store_us"] = pg / n * 1e6
+        return out
+
+
+def probe_for(v: Variant, pid: int, redis: Redis) -> CpuProbe:
+    """The CPU probe for ``v``'s server: its store's CPU too, where the bench can attribute it."""
+    uses_redis = v.uses_redis or v.store == "redis"
+    return CpuProbe(
+        pid,
+        redis if uses_redis and redis.own else None,
+        PG_DB if v.store == "postgres" else None,
+    )
 
 
 def pg_prepare() -> tuple[str | None, str]:
@@ -503,15 +649,16 @@ class Client:
 # ---- load (wrk) -------------------------------------------------------------------------
 
 
-def wrk(port: int, path: str, duration: int, connections: int) -> dict[str, Any]:
+def wrk(port: int, path: str, duration: float, threads: int, connections: int) -> dict[str, Any]:
+    """One wrk run; each wrk thread is one browser (one session), see the module docstring."""
     cmd = [
         "taskset",
         "-c",
         WRK_CORE,
         "wrk",
-        f"-t{connections}",  # one connection per wrk thread: each is one browser, with its own session
+        f"-t{threads}",  # few threads: wrk shares its core with the bench's Redis
         f"-c{connections}",
-        f"-d{duration}s",
+        f"-d{duration:g}s",
         "--timeout",
         "5s",
         "-s",
@@ -534,12 +681,16 @@ def wrk(port: int, path: str, duration: int, connections: int) -> dict[str, Any]
 def load_phase(
     variants: list[Variant],
     urls: dict[str, dict[str, str]],
+    redis: Redis,
     rounds: int,
     duration: int,
+    threads: int,
     connections: int,
     warmup_paths: tuple[str, ...],
-) -> dict[str, dict[str, list[dict[str, Any]]]]:
+) -> tuple[dict[str, dict[str, list[dict[str, Any]]]], list[dict[str, Any]]]:
+    """wrk runs of every variant in rounds, each with the CPU it cost; also each round's load."""
     samples: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    round_info: list[dict[str, Any]] = []
     servers: dict[str, Server] = {}
     try:
         for v in variants:
@@ -551,19 +702,27 @@ def load_phase(
         live = [v for v in variants if v.name in servers]
         for v in live:  # warm up: code paths, pools, the sessions the wrk threads create
             for path in warmup_paths:
-                wrk(servers[v.name].port, path, 1, connections)
+                wrk(servers[v.name].port, path, 1, threads, connections)
+        probes = {v.name: probe_for(v, servers[v.name].proc.pid, redis) for v in live}
         for r in range(rounds):
             order = live[r % len(live) :] + live[: r % len(live)] if live else []
-            t0 = time.monotonic()
+            t0, load0 = time.monotonic(), os.getloadavg()[0]
+            log(f"  round {r + 1}/{rounds}: load average {load0:.2f} at the start")
             for v in order:
                 for workload in ("read", "write"):
-                    s = wrk(servers[v.name].port, f"/{workload}", duration, connections)
+                    before = probes[v.name].read()
+                    s = wrk(servers[v.name].port, f"/{workload}", duration, threads, connections)
+                    s.update(CpuProbe.per_request(before, probes[v.name].read(), s["requests"]))
                     samples.setdefault(v.name, {}).setdefault(workload, []).append(s)
-            log(f"  round {r + 1}/{rounds} done in {time.monotonic() - t0:.0f} s")
+            load1, took = os.getloadavg()[0], time.monotonic() - t0
+            round_info.append(
+                {"round": r + 1, "load_start": load0, "load_end": load1, "seconds": round(took)}
+            )
+            log(f"  round {r + 1}/{rounds} done in {took:.0f} s: load average {load0:.2f} -> {load1:.2f}")
     finally:
         for s in servers.values():
             stop_process(s.proc)
-    return samples
+    return samples, round_info
 
 
 # ---- store round trips (counting proxy) -------------------------------------------------
@@ -719,11 +878,32 @@ class Row:
     errors: int
     note: str = ""
     rounds: list[float] = field(default_factory=list)
+    # CPU per request (medians over rounds); None where not measured (results before issue 14)
+    cpu_us: float | None = None  # the app server's process tree, from /proc
+    cpu_spread: float | None = None  # (max - min) / median of cpu_us over rounds
+    x_peer_cpu: float | None = None  # the peer's server CPU / ours: > 1 means we use less
+    store: str | None = None  # "redis" | "postgres": whose CPU store_us is
+    store_us: float | None = None  # Redis (INFO cpu) or the PostgreSQL backends (/proc)
+    x_peer_cpu_total: float | None = None  # the same ratio for server + store CPU
+    redis_cmd_us: dict[str, float] = field(default_factory=dict)  # INFO commandstats, per request
+    goal: str = ""  # the x peer this row aims for, e.g. "≥ 1.3"
+    flagged: bool = False  # spread above --max-spread: too noisy to trust
 
 
-def summarize(variants: list[Variant], samples: dict[str, dict[str, list[dict[str, Any]]]]) -> list[Row]:
+def store_of(v: Variant) -> str | None:
+    if v.uses_redis or v.store == "redis":
+        return "redis"
+    return "postgres" if v.store == "postgres" else None
+
+
+def summarize(
+    variants: list[Variant],
+    samples: dict[str, dict[str, list[dict[str, Any]]]],
+    max_spread: float = float("inf"),
+) -> list[Row]:
     rows: list[Row] = []
     by_name = {v.name: v for v in variants}
+    goals = {(t[0], t[2]): f"≥ {t[3]:.1f}" for t in PEER_TARGETS}
     for v in variants:
         for workload in ("read", "write"):
             ss = samples.get(v.name, {}).get(workload, [])
@@ -752,11 +932,31 @@ def summarize(variants: list[Variant], samples: dict[str, dict[str, list[dict[st
                     return None
                 return med([a / b["rps"] for a, b in zip(rps, o, strict=False)])
 
+            def cpu_ratio(
+                total: bool,
+                ss: list[dict[str, Any]] = ss,
+                workload: str = workload,
+                peer: str | None = v.peer,
+            ) -> float | None:
+                """The peer's CPU per request over ours, within each round, median."""
+                o = samples.get(peer or "", {}).get(workload, [])
+                if not o or peer is None or not by_name[peer].available or "cpu_us" not in o[0]:
+                    return None
+
+                def cost(sample: dict[str, Any]) -> float:
+                    return float(sample["cpu_us"]) + (float(sample.get("store_us") or 0) if total else 0.0)
+
+                return med([cost(b) / cost(a) for a, b in zip(ss, o, strict=False) if cost(a) > 0])
+
             base = samples.get(v.baseline, {}).get(workload, [])
             added = None
             if base and v.name != v.baseline:
                 added = med([(1 / a - 1 / b["rps"]) * 1e6 for a, b in zip(rps, base, strict=False)])
             m = med(rps)
+            cpu = [s["cpu_us"] for s in ss if "cpu_us" in s]
+            store_us = [s["store_us"] for s in ss if "store_us" in s]
+            cmd_names = sorted({k for s in ss for k in s.get("redis_cmd_us", {})})
+            spread = (max(rps) - min(rps)) / m if m else float("nan")
             rows.append(
                 Row(
                     v.name,
@@ -764,12 +964,24 @@ def summarize(variants: list[Variant], samples: dict[str, dict[str, list[dict[st
                     m,
                     med([s["p50_us"] for s in ss]) / 1000,
                     med([s["p99_us"] for s in ss]) / 1000,
-                    (max(rps) - min(rps)) / m if m else float("nan"),
+                    spread,
                     ratio(v.baseline) if v.name != v.baseline else 1.0,
                     ratio(v.peer) if v.peer else None,
                     added,
                     sum(s["errors"] for s in ss),
                     rounds=[round(x) for x in rps],
+                    cpu_us=med(cpu) if cpu else None,
+                    cpu_spread=(max(cpu) - min(cpu)) / med(cpu) if cpu and med(cpu) else None,
+                    x_peer_cpu=cpu_ratio(False) if cpu and v.peer else None,
+                    store=store_of(v) if store_us else None,
+                    store_us=med(store_us) if store_us else None,
+                    x_peer_cpu_total=cpu_ratio(True) if store_us and v.peer else None,
+                    redis_cmd_us={
+                        k: round(med([s.get("redis_cmd_us", {}).get(k, 0.0) for s in ss]), 2)
+                        for k in cmd_names
+                    },
+                    goal=goals.get((v.name, workload), ""),
+                    flagged=spread > max_spread,
                 )
             )
     return rows
@@ -781,28 +993,62 @@ def fmt(x: float | None, spec: str, dash: str = "-") -> str:
     return format(x, spec)
 
 
-def load_table(rows: list[Row], markdown: bool = False) -> str:
-    head = ["variant", "load", "req/s", "p50 ms", "p99 ms", "spread", "x base", "x peer", "+µs/req", "errors"]
+FLAG = "!"
+
+
+def load_table(rows: list[Row], markdown: bool = False, max_spread: float | None = None) -> str:
+    """req/s and CPU µs per request per variant; a footnote explains flagged (noisy) rows."""
+    head = [
+        "variant",
+        "load",
+        "req/s",
+        "spread",
+        "x peer",
+        "goal",
+        "CPU µs/req",
+        "CPU spread",
+        "x peer CPU",
+        "store µs/req",
+        "p50 ms",
+        "p99 ms",
+        "x base",
+        "+µs/req",
+        "errors",
+    ]
     body = []
     for r in rows:
         if r.rps != r.rps:
-            body.append([r.variant, r.workload, short(r.note) or "not run", "", "", "", "", "", "", ""])
+            body.append([r.variant, r.workload, short(r.note) or "not run", *[""] * (len(head) - 3)])
             continue
+        store = "" if r.store_us is None else f"{r.store_us:.0f} {'Redis' if r.store == 'redis' else 'PG'}"
         body.append(
             [
                 r.variant,
                 r.workload,
                 fmt(r.rps, ".0f"),
+                fmt(r.spread * 100, ".0f") + "%" + (FLAG if r.flagged else ""),
+                fmt(r.x_peer, ".2f"),
+                r.goal,
+                fmt(r.cpu_us, ".0f"),
+                "-" if r.cpu_spread is None else f"{r.cpu_spread * 100:.0f}%",
+                fmt(r.x_peer_cpu, ".2f"),
+                store,
                 fmt(r.p50_ms, ".2f"),
                 fmt(r.p99_ms, ".2f"),
-                fmt(r.spread * 100, ".0f") + "%",
                 fmt(r.x_base, ".2f"),
-                fmt(r.x_peer, ".2f"),
                 fmt(r.added_us, ".0f"),
                 str(r.errors),
             ]
         )
-    return render(head, body, markdown)
+    table = render(head, body, markdown)
+    flagged = [r for r in rows if r.flagged]
+    if flagged:
+        limit = f" above {max_spread * 100:.0f}%" if max_spread is not None else ""
+        table += (
+            f"\n\n{FLAG} {len(flagged)} row(s) with a req/s spread over rounds{limit}: too noisy to "
+            "compare their req/s; compare their CPU µs per request, or rerun on a quieter machine."
+        )
+    return table
 
 
 def short(note: str) -> str:
@@ -821,13 +1067,15 @@ def render(head: list[str], body: list[list[str]], markdown: bool) -> str:
 
 
 def counts_table(counts: dict[str, dict[str, Any]], markdown: bool = False) -> str:
-    head = ["variant", "request", "round trips", "Redis cmds / PG stmts", "command mix (per request)"]
+    head = ["variant", "request", "round trips", "goal", "Redis cmds / PG stmts", "command mix (per request)"]
     body = []
     for name, phases in counts.items():
+        ours = "/sk-redis" in name or "/sk-postgres" in name
         for phase, e in phases.items():
             n = e.get("commands", e.get("statements"))
             mix = ", ".join(f"{k} {v:g}" for k, v in e["command_mix"].items())
-            body.append([name, phase, f"{e['round_trips']:.2f}", fmt(n, ".2f"), mix])
+            goal = str(ROUND_TRIP_TARGETS[phase]) if ours and phase in ROUND_TRIP_TARGETS else ""
+            body.append([name, phase, f"{e['round_trips']:.2f}", goal, fmt(n, ".2f"), mix])
     return render(head, body, markdown)
 
 
@@ -849,8 +1097,17 @@ def lost_table(lost: dict[str, Any], markdown: bool = False) -> str:
     return render(head, body, markdown)
 
 
+# Goal of the library's own work per request (the session's Python, the store client's Python
+# and its timeouts: everything but the framework, the server and socket work), from the
+# breakdown: at most this share of the peer's.
+OWN_WORK_TARGETS = {"read": 0.5, "write": 1.0}
+
+
 def targets(
-    rows: list[Row], counts: dict[str, dict[str, Any]], variants: list[Variant]
+    rows: list[Row],
+    counts: dict[str, dict[str, Any]],
+    variants: list[Variant],
+    breakdowns: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, str]]:
     by = {(r.variant, r.workload): r for r in rows}
     avail = {v.name: v for v in variants}
@@ -862,13 +1119,30 @@ def targets(
             why = avail[variant].why_not if variant in avail else "not selected"
             out.append({"target": target, "measured": "-", "verdict": "not measured: " + short(why)})
         else:
+            cpu = "" if r.x_peer_cpu is None else f" (CPU {r.x_peer_cpu:.2f}x)"
             out.append(
                 {
                     "target": target,
-                    "measured": f"{r.x_peer:.2f}x",
+                    "measured": f"{r.x_peer:.2f}x{cpu}",
                     "verdict": "met" if r.x_peer >= need else f"missed by {(1 - r.x_peer / need) * 100:.0f}%",
                 }
             )
+    for variant, peer, workload, _ in PEER_TARGETS:
+        ours = (breakdowns or {}).get(variant, {}).get(workload)
+        theirs = (breakdowns or {}).get(peer, {}).get(workload)
+        need = OWN_WORK_TARGETS[workload]
+        target = f"{variant} own work ≤ {need:g}x {peer}'s ({workload}, breakdown)"
+        if not ours or not theirs:
+            out.append({"target": target, "measured": "-", "verdict": "not measured (--breakdown)"})
+            continue
+        a, b = ours["own_work_us"], theirs["own_work_us"]
+        out.append(
+            {
+                "target": target,
+                "measured": f"{a:.0f} µs vs {b:.0f} µs",
+                "verdict": "met" if a <= need * b else f"missed by {a - need * b:.0f} µs/req",
+            }
+        )
     for fw in ("flask", "starlette"):
         for workload in ("read", "write"):
             sk, signed = by.get((f"{fw}/sk-memory", workload)), by.get((f"{fw}/signed-cookie", workload))
@@ -916,10 +1190,12 @@ def targets_table(ts: list[dict[str, str]], markdown: bool = False) -> str:
 # ---- profile ----------------------------------------------------------------------------
 
 
-def profile(v: Variant, env: dict[str, str], workload: str, duration: float, connections: int) -> None:
+def profile(
+    v: Variant, env: dict[str, str], workload: str, duration: float, threads: int, connections: int
+) -> None:
     server = start_server(v, env)
     try:
-        wrk(server.port, f"/{workload}", 1, connections)
+        wrk(server.port, f"/{workload}", 1, threads, connections)
         target = str(server.proc.pid)  # taskset execs the server: uvicorn itself, or gunicorn's master
         if v.framework != "starlette":  # profile gunicorn's worker, the master's child
             target = (run(["pgrep", "-P", target]).stdout.split() or [target])[0]
@@ -945,7 +1221,7 @@ def profile(v: Variant, env: dict[str, str], workload: str, duration: float, con
             start_new_session=True,
         )
         time.sleep(1)
-        result = wrk(server.port, f"/{workload}", duration, connections)
+        result = wrk(server.port, f"/{workload}", duration, threads, connections)
         spy.wait(duration + 30)
         log(
             f"profiled {v.name} {workload}: {result['rps']:.0f} req/s under py-spy; collapsed stacks in {out}"
@@ -981,6 +1257,38 @@ def main() -> None:
     p.add_argument("--duration", type=int, help="whole seconds per wrk run (default 2 quick, 5 full)")
     p.add_argument("--connections", type=int, default=8, help="wrk connections (default 8)")
     p.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="wrk threads (default 2), each one browser with one session; wrk shares its core with Redis",
+    )
+    p.add_argument(
+        "--max-spread",
+        type=float,
+        default=0.25,
+        help="flag rows whose req/s spread over rounds, (max - min) / median, exceeds this (default 0.25)",
+    )
+    p.add_argument(
+        "--max-load",
+        type=float,
+        default=1.5,
+        help="with --strict: the highest 1-minute load average to start from (default 1.5)",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse to start above --max-load; exit 1 (and leave the docs alone) if a row is flagged",
+    )
+    p.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also profile each store-backed variant with py-spy: CPU per request by category",
+    )
+    p.add_argument(
+        "--breakdown-duration", type=int, help="seconds per profiled run (default 5 quick, 10 full)"
+    )
+    p.add_argument("--breakdown-rate", type=int, default=250, help="py-spy samples per second (default 250)")
+    p.add_argument(
         "--only",
         action="append",
         default=[],
@@ -1002,6 +1310,14 @@ def main() -> None:
         help="run the apps against a scratch copy of sessionkeeper's src/ (to A/B a change before making it)",
     )
     args = p.parse_args()
+    load_at_start = os.getloadavg()[0]
+    if args.threads < 1 or args.connections < args.threads:
+        p.error("wrk needs --threads >= 1 and --connections >= --threads")
+    if args.strict and load_at_start > args.max_load:
+        sys.exit(
+            f"--strict: the 1-minute load average is {load_at_start:.2f}, above --max-load "
+            f"{args.max_load:g}; rerun on a quieter machine"
+        )
     global SRC_OVERRIDE
     SRC_OVERRIDE = str(Path(args.src).resolve()) if args.src else ""
     rounds = args.rounds or (2 if args.quick else 4)
@@ -1018,6 +1334,7 @@ def main() -> None:
     ensure_venv(args.upgrade)
     versions = venv_versions()
     machine = machine_info()
+    machine["loadavg_start"] = load_at_start  # before the venv check, which may pip install
     redis = Redis()
     try:
         pg_url, pg_version = pg_prepare()
@@ -1048,18 +1365,29 @@ def main() -> None:
             v = next((v for v in variants if v.name == args.profile), None)
             if v is None or not v.available:
                 sys.exit(f"cannot profile {args.profile!r}: " + (v.why_not if v else "no such variant"))
-            profile(v, urls[v.name], args.profile_workload, max(duration, 5), args.connections)
+            profile(v, urls[v.name], args.profile_workload, max(duration, 5), args.threads, args.connections)
             return
         runnable = [v for v in variants if v.available]
         samples: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        round_info: list[dict[str, Any]] = []
         if not args.no_load:
             log(
                 f"load: {len(runnable)} variants x read/write x {rounds} rounds x {duration:g} s, "
-                f"wrk -t{args.connections} -c{args.connections} on core {WRK_CORE}, "
+                f"wrk -t{args.threads} -c{args.connections} on core {WRK_CORE}, "
                 f"servers on core {SERVER_CORE}"
             )
-            samples = load_phase(runnable, urls, rounds, duration, args.connections, warmup_paths)
-        rows = summarize(variants, samples)
+            samples, round_info = load_phase(
+                runnable, urls, redis, rounds, duration, args.threads, args.connections, warmup_paths
+            )
+        rows = summarize(variants, samples, args.max_spread)
+        breakdowns: dict[str, dict[str, Any]] = {}
+        bd_duration = args.breakdown_duration or (5 if args.quick else 10)
+        if args.breakdown:
+            import breakdown  # here, not at the top: it imports this module
+
+            breakdowns = breakdown.breakdown_phase(
+                runnable, urls, redis, bd_duration, args.threads, args.connections, args.breakdown_rate
+            )
         counts: dict[str, dict[str, Any]] = {}
         if not args.no_counts:
             log(f"counts: store round trips per request ({count_n} sequential requests per kind)")
@@ -1073,14 +1401,20 @@ def main() -> None:
 
     machine["loadavg_end"] = os.getloadavg()[0]
     elapsed = time.monotonic() - t_start
-    ts = targets(rows, counts, variants)
+    ts = targets(rows, counts, variants, breakdowns)
     result = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "command": "python3 bench/run.py " + " ".join(sys.argv[1:]),
         "settings": {
             "rounds": rounds,
             "duration_s": duration,
+            "threads": args.threads,
             "connections": args.connections,
+            "max_spread": args.max_spread,
+            "max_load": args.max_load,
+            "strict": args.strict,
+            "breakdown_duration_s": bd_duration if args.breakdown else None,
+            "breakdown_rate": args.breakdown_rate if args.breakdown else None,
             "lost_n": args.lost_n,
             "lost_delay_ms": args.lost_delay,
             "count_n": count_n,
@@ -1090,7 +1424,9 @@ def main() -> None:
         "redis": redis.version,
         "postgresql": pg_version,
         "stores": stores,
+        "rounds": round_info,
         "rows": [asdict(r) for r in rows],
+        "breakdown": breakdowns,
         "counts": counts,
         "lost": lost,
         "targets": ts,
@@ -1102,16 +1438,27 @@ def main() -> None:
         (RESULTS / name).write_text(json.dumps(result, indent=1, default=str))
 
     if samples:
-        log("\n" + load_table(rows))
+        log("\n" + load_table(rows, max_spread=args.max_spread))
+    if breakdowns:
+        import breakdown
+
+        log("\nWhere the server's CPU goes, µs per request (py-spy shares x CPU from /proc):\n")
+        log(breakdown.breakdown_tables(breakdowns))
     if counts:
         log("\nStore round trips per request (counting proxy, sequential requests):\n" + counts_table(counts))
     if lost:
         log(f"\nLost updates ({args.lost_n} concurrent requests, what survives):\n" + lost_table(lost))
-    log("\nTargets (issue 5):\n" + targets_table(ts))
+    log("\nGoals:\n" + targets_table(ts))
     log(
         f"\nload avg {machine['loadavg_start']:.2f} -> {machine['loadavg_end']:.2f}; results in "
         f"{(RESULTS / 'latest.json').relative_to(REPO)}; total runtime {elapsed:.0f} s"
     )
+    flagged = [f"{r.variant} {r.workload}" for r in rows if r.flagged]
+    if args.strict and flagged:
+        sys.exit(
+            f"--strict: {len(flagged)} row(s) spread more than {args.max_spread * 100:.0f}% over rounds "
+            f"({', '.join(flagged)}); docs left alone"
+        )
     if args.docs:
         subprocess.run([str(VPY), str(BENCH / "report.py"), str(RESULTS / "latest.json")], check=True)
 

@@ -2,6 +2,10 @@
 -- with that cookie. Usage: wrk -s session.lua URL -- /read /write
 -- Each wrk thread keeps its own cookie and, like a browser, takes every Set-Cookie it gets
 -- (signed-cookie sessions carry their data in it). done() prints one JSON line for run.py.
+-- request() and response() run per thread and cannot tell its connections apart, so with
+-- wrk -t2 -c8 each thread is one browser with one session and 4 connections sending its
+-- requests concurrently; until its first answer arrives, each connection sends the warm-up
+-- request without a cookie (a run creates up to -c sessions; the thread keeps the last cookie).
 
 local path, warm = "/read", "/write"
 local warmed = false

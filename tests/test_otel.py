@@ -32,7 +32,7 @@ from sessionkeeper import (
 )
 from sessionkeeper.asgi import SessionMiddleware as AsgiMiddleware
 from sessionkeeper.core import ids
-from sessionkeeper.core.records import Count, Load, Op
+from sessionkeeper.core.records import Count, Create, Load, Meta, Op, Record
 
 T0 = 1_700_000_000.0
 DURATION = "sessionkeeper.store.operation.duration"
@@ -253,6 +253,34 @@ def _assert_no_secrets(m: Metrics, browsers: list[Browser], events: list[Session
     assert values
     leaks = [(v, s) for v in values for s in secrets if s in v]
     assert not leaks
+
+
+def test_purged_sessions_count_as_expired_and_scan_and_purge_are_timed(
+        raw_store: Store, provider: MeterProvider, reader: InMemoryMetricReader) -> None:
+    """Sessions a purge removes reach the ``expired`` counter (``reason=purge``) through the
+    events SessionManager.purge emits; the proxy times Purge and Scan. No user id, public id or
+    key in any attribute (ASVS 5.0 V7 / WSTG-SESS)."""
+    store = otel.instrument(raw_store, meter_provider=provider)
+    sub = otel.subscriber(meter_provider=provider, store=store, adapter="cron")
+    events: list[SessionEvent] = []
+    keys = [ids.storage_key(ids.new_token()) for _ in range(4)]
+    for i, key in enumerate(keys):
+        meta = Meta(T0, T0, T0 + 10 + i, T0 + 3600, user_id=ALICE if i % 2 else BOB)
+        assert store.execute(Create(key, Record({"n": "1"}, meta)))
+    alias = ids.alias_key(ids.new_token())
+    assert store.execute(Create(alias, Record({"to": '"x"'}, Meta(T0, T0, T0 + 5, T0 + 5))))
+    assert [k for k, _ in store.scan_all(T0)] == sorted(keys)  # the alias is no session
+    manager = SessionManager(store, on_event=[sub, events.append], clock=lambda: T0 + 60)
+    assert manager.purge(now=T0 + 60) == 5
+    assert [e.kind for e in events] == ["expired"] * 4
+    m = Metrics(reader)
+    base = {"sessionkeeper__store": raw_store.name, "sessionkeeper__adapter": "cron"}
+    assert m.total("sessionkeeper.sessions.expired", **base, sessionkeeper__reason="purge") == 4
+    assert m.histogram_count(DURATION, sessionkeeper__store__operation="purge") == 1
+    assert m.histogram_count(DURATION, sessionkeeper__store__operation="scan") == 1
+    values = m.attribute_values()
+    for secret in [*keys, alias, ALICE, BOB, *(e.session_id or "" for e in events)]:
+        assert not any(secret in v for v in values)
 
 
 def test_v7_no_identifier_in_attributes_even_from_app_reasons(provider: MeterProvider,

@@ -119,7 +119,7 @@ def _versions(store: Store, r: Report) -> None:
             (r.ok if v >= (3, 38) else r.fail)(
                 text + ("" if v >= (3, 38) else ": sessionkeeper needs SQLite >= 3.38 (JSON functions)"))
         elif store.name == "redis":
-            from ._cli_scan import _redis_run
+            from ._cli_scan import _redis_run, redis_info
             from .stores._redis_plan import Nodes, Send, _check
 
             def one(request: Any) -> Any:
@@ -127,8 +127,8 @@ def _versions(store: Store, r: Report) -> None:
                 return reply
 
             for node in _redis_run(store, one(Nodes())):
-                info = _check(_redis_run(store, one(Send((("INFO", "server"),), node)))[0])
-                version = str(info.get("redis_version", "?")) if isinstance(info, dict) else "?"
+                info = redis_info(_check(_redis_run(store, one(Send((("INFO", "server"),), node)))[0]))
+                version = str(info.get("redis_version", "?")).strip()
                 major = int(version.split(".")[0]) if version[:1].isdigit() else 0
                 where = "" if node is None else f" at {node.host}:{node.port}"
                 (r.ok if major >= 6 else r.warn)(

@@ -1,21 +1,16 @@
 """Whole-store reads for the command line: every live session, the store's size, and Redis's
 user-index cleanup.
 
-The store contract has no ``Scan`` operation yet (only ``ListUser``, ``Count`` and ``Purge``),
-and an operator's ``list``, ``stats``, ``show HANDLE`` and ``revoke --all`` need every session.
-Until the contract grows one (a ``Scan(after, limit, now)`` op in ``core/records.py``, then
-each backend), this module reads each backend here, **read-only** and in pages, so that an
-admin command never holds a lock or a long transaction while the app serves:
+Every live session comes from the store contract's ``Scan`` operation (``Store.scan_all``):
+page by page, read-only, one short read per page on the store's own connections, so an admin
+command never holds a lock or a long transaction while the app serves. Each store keeps its
+paging in its own module (keyset pages for SQLite and PostgreSQL, shards for files, ``SCAN``
+per primary for Redis); nothing here reads a backend's tables or keys for that.
 
-- SQLite and PostgreSQL: keyset pages (``key > last ORDER BY key LIMIT n``), one short
-  statement each, on the store's own connections;
-- files: one stripe directory at a time, each record read through the store's ``load``;
-- Redis and Redis Cluster: ``SCAN`` per primary, one page at a time, driven by the store's own
-  plan driver (so errors are translated and outages logged as for any operation).
-
-Writes stay with the store: deletions go through ``Store.delete``/``Purge``, with the one
-exception of Redis's stale user-index entries, which go through the store's own ``HEAL``
-script with the same rules ``ListUser`` applies (see :func:`redis_heal_indexes`).
+What is left here is per backend by nature: the store's size (``PRAGMA page_count``,
+``pg_total_relation_size``, file sizes, Redis ``INFO memory``) and Redis's stale user-index
+entries, which go through the store's own ``HEAL`` script with the same rules ``ListUser``
+applies (see :func:`redis_heal_indexes`). Deletions go through ``Store.delete``/``Purge``.
 """
 
 from __future__ import annotations
@@ -33,32 +28,15 @@ from .stores.base import Store
 PAGE = 500
 
 
-def is_alias(fields: Any, meta: Meta) -> bool:
-    """Whether a record is a renewal alias (a short-lived pointer, not a session of its own)."""
-    return (meta.user_id is None and not meta.info and meta.expires_at == meta.absolute_at
-            and meta.created_at == meta.last_seen and fields is not None and set(fields) == {"to"})
-
-
 def scan(store: Store, now: float) -> Iterator[tuple[str, Meta]]:
     """Every live session of ``store`` at ``now`` as (storage key, metadata), renewal aliases
-    left out; raises :class:`StoreError` for a store that cannot be scanned."""
-    name = store.name
-    if name == "sqlite":
-        yield from _scan_sqlite(store, now)
-    elif name in ("postgresql", "postgres"):
-        yield from _scan_postgres(store, now)
-    elif name == "file":
-        yield from _scan_file(store, now)
-    elif name == "redis":
-        yield from _scan_redis(store, now)
-    elif name == "memory":
-        data: dict[str, Any] = getattr(store, "_data", {})
-        for key, entry in sorted(data.items()):
-            meta = entry.meta
-            if meta.expires_at > now and not is_alias(entry.fields, meta):
-                yield key, meta
-    else:
-        raise StoreError(f"the {name} store cannot list all its sessions; name a user with --user")
+    left out, each once (Redis's ``SCAN`` may return a key twice: the second is dropped);
+    raises :class:`StoreError` for a store that cannot be scanned."""
+    seen: set[str] = set()
+    for key, meta in store.scan_all(now, PAGE):
+        if key not in seen:
+            seen.add(key)
+            yield key, meta
 
 
 def size(store: Store) -> str | None:
@@ -91,24 +69,6 @@ def human_bytes(n: float) -> str:
 # ---- SQLite ------------------------------------------------------------------------------
 
 
-def _scan_sqlite(store: Store, now: float) -> Iterator[tuple[str, Meta]]:
-    from .stores import sqlite as sq
-
-    query = (f"SELECT key, {sq._COLS} FROM {sq.TABLE} "  # noqa: S608 - module constants only
-             "WHERE expires_at > ? AND key > ? ORDER BY key LIMIT ?")
-    last = ""
-    while True:
-        with store._conn() as conn:  # type: ignore[attr-defined]
-            rows = conn.execute(query, (now, last, PAGE)).fetchall()
-        for row in rows:
-            record = sq._record(tuple(row[1:]))
-            if record is not None and not is_alias(record.fields, record.meta):
-                yield str(row[0]), record.meta
-        if len(rows) < PAGE:
-            return
-        last = str(rows[-1][0])
-
-
 def _size_sqlite(store: Store) -> str | None:
     with store._conn() as conn:  # type: ignore[attr-defined]
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
@@ -124,28 +84,6 @@ def _pg_rows(store: Store, query: Any, params: tuple[Any, ...]) -> list[Any]:
     pool = store._pool or store._sync_pool()  # type: ignore[attr-defined]
     with store._errors(), pool.connection() as conn:  # type: ignore[attr-defined]
         return list(conn.execute(query, params).fetchall())
-
-
-def _scan_postgres(store: Store, now: float) -> Iterator[tuple[str, Meta]]:
-    from psycopg import sql
-
-    from .stores import _postgres_sql as q
-
-    st = store._statements  # type: ignore[attr-defined]
-    store.count(now)  # makes the table on first use, as any operation does
-    query = sql.SQL("SELECT key, data, {cols} FROM {t} WHERE expires_at > %s AND key > %s "
-                    "ORDER BY key LIMIT %s").format(
-        cols=sql.SQL(", ".join(q.META_COLUMNS)), t=q._table(st.table, st.schema))
-    last = ""
-    while True:
-        rows = _pg_rows(store, query, (now, last, PAGE))
-        for row in rows:
-            meta = q.meta_from_row(row[2:])
-            if not is_alias(row[1], meta):
-                yield str(row[0]), meta
-        if len(rows) < PAGE:
-            return
-        last = str(rows[-1][0])
 
 
 def _size_postgres(store: Store) -> str | None:
@@ -166,17 +104,6 @@ def _size_postgres(store: Store) -> str | None:
 
 
 # ---- files -------------------------------------------------------------------------------
-
-
-def _scan_file(store: Store, now: float) -> Iterator[tuple[str, Meta]]:
-    from .stores import file as fs
-
-    for stripe in fs._STRIPES:
-        keys, _ = store._session_keys(stripe)  # type: ignore[attr-defined]
-        for key in sorted(keys):
-            record = store.load(key, now)
-            if record is not None and not is_alias(record.fields, record.meta):
-                yield key, record.meta
 
 
 def _size_file(store: Store) -> str | None:
@@ -231,17 +158,15 @@ def _redis_send(store: Store, cmds: tuple[tuple[Any, ...], ...]) -> list[Any]:
     return list(_redis_run(store, one()))
 
 
-def _scan_redis(store: Store, now: float) -> Iterator[tuple[str, Meta]]:
-    from .stores._redis_plan import _check, parse_hash
-
-    layout = store.plans.layout  # type: ignore[attr-defined]
-    cut = len(layout.session("")) - 1  # b"prefix{" before the key, b"}" after it
-    for _node, keys in _redis_pages(store, layout.pattern()):
-        replies = _redis_send(store, tuple(("HGETALL", k) for k in keys))
-        for k, reply in sorted(zip(keys, replies, strict=True)):
-            found = parse_hash(_check(reply) or {}, now)
-            if found is not None and not is_alias(found[0].fields, found[0].meta):
-                yield k[cut:-1].decode("ascii"), found[0].meta
+def redis_info(reply: Any) -> dict[str, Any]:
+    """An ``INFO`` reply as a dict: redis-py's Cluster client parses it; the store's own path
+    to one server (``_redis_wire``) hands back the raw text."""
+    if isinstance(reply, dict):
+        return reply
+    if isinstance(reply, bytes | str):
+        text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+        return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    return {}
 
 
 def _size_redis(store: Store) -> str | None:
@@ -253,8 +178,8 @@ def _size_redis(store: Store) -> str | None:
 
     used = 0
     for node in _redis_run(store, one(Nodes())):
-        info = _check(_redis_run(store, one(Send((("INFO", "memory"),), node)))[0])
-        if isinstance(info, dict) and "used_memory" in info:
+        info = redis_info(_check(_redis_run(store, one(Send((("INFO", "memory"),), node)))[0]))
+        if "used_memory" in info:
             used += int(info["used_memory"])
     return f"{human_bytes(used)} used by the Redis server(s) in all (shared with any other data there)"
 

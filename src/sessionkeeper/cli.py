@@ -18,16 +18,17 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
-from typing import Any
+from typing import Any, TextIO
 
 from . import __version__
 from . import _cli_output as out
 from ._cli_scan import redis_heal_indexes, scan, size
 from .core import lifecycle
 from .core.config import SessionConfig
+from .core.events import SessionEvent
 from .core.ids import public_id
 from .core.records import Meta
 from .errors import SessionError
@@ -345,19 +346,45 @@ def _oldest_expiry(store: Store, now: float, total: int) -> float:
     return max(t, 0.0)
 
 
+def _event_line(event: SessionEvent) -> None:
+    """``--events``: one audit event as one JSON line on stdout, written at once."""
+    doc: dict[str, Any] = {"kind": event.kind, "at": out.iso(event.at), "session_id": event.session_id,
+                           "user_id": event.user_id}
+    for name, value in event.detail.items():  # flat, for jq and log shippers; never over the above
+        doc.setdefault(name, value)
+    if "expires_at" in event.detail:  # the repr of a float: ISO 8601 as "at" is
+        doc["expires_at"] = out.iso(float(event.detail["expires_at"]))
+    sys.stdout.write(json.dumps(doc) + "\n")
+    sys.stdout.flush()
+
+
+def _purger(args: argparse.Namespace, store: Store) -> Callable[[float], int]:
+    """What purges up to a cutoff: the store's own purge, or with ``--events`` the manager's,
+    which also names the sessions it removed (one ``expired`` event each, on stdout)."""
+    if not args.events:
+        return lambda cutoff: store.purge(cutoff, batch=args.batch)
+    from .manager import SessionManager
+
+    manager = SessionManager(store, id_secret=_secret(args), on_event=[_event_line])
+    return lambda cutoff: manager.purge(now=cutoff, batch=args.batch)
+
+
 def cmd_purge(args: argparse.Namespace) -> int:
     if args.batch < 1:
         raise SessionError(f"--batch must be at least 1, not {args.batch}")
     now = time.time()
     stop = _Interrupt()
+    # With --events, stdout carries the events (JSON lines) and the rest goes to stderr.
+    say = sys.stderr if args.events else sys.stdout
     with _store(args) as store, _sigint(stop):
+        purge = _purger(args, store)
         if store.name == "redis":
-            return _purge_redis(store, now, args.batch)
+            return _purge_redis(store, now, purge, say)
         total = store.count(0.0)
         expired = total - store.count(now)
         print(f"{store.address}: {expired:,} expired row(s) to delete (sessions and renewal aliases), "
-              f"in batches of {args.batch}")
-        progress = out.Progress("purging", expired, sys.stdout)
+              f"in batches of {args.batch}", file=say)
+        progress = out.Progress("purging", expired, say)
         removed = 0
         started = time.monotonic()
         try:
@@ -369,7 +396,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
             step = max(1.0, (now - cutoff) / 50)
             while not stop.asked:
                 cutoff = min(now, cutoff + step)
-                n = store.purge(cutoff, batch=args.batch)
+                n = purge(cutoff)
                 removed += n
                 if n or (cutoff >= now and progress.done == 0 and expired):
                     progress.update(removed)
@@ -385,27 +412,27 @@ def cmd_purge(args: argparse.Namespace) -> int:
     rate = f", {removed / elapsed:,.0f}/s" if elapsed > 0 and removed else ""
     if stop.asked:
         print(f"stopped: removed {removed:,} expired row(s) in {out.elapsed(elapsed)}{rate}; "
-              "run purge again to continue")
+              "run purge again to continue", file=say)
         return 130
-    print(f"removed {removed:,} expired row(s) in {out.elapsed(elapsed)}{rate}")
+    print(f"removed {removed:,} expired row(s) in {out.elapsed(elapsed)}{rate}", file=say)
     return 0
 
 
-def _purge_redis(store: Store, now: float, batch: int) -> int:
+def _purge_redis(store: Store, now: float, purge: Callable[[float], int], say: TextIO) -> int:
     print(f"{store.address}: Redis expires sessions by itself (each key has its expiry), so "
           "there is nothing to delete in bulk. Removing only sessions expired by this machine's "
-          "clock but not yet by Redis's, and stale user-index entries.")
-    removed = store.purge(now, batch=batch)
-    lines = out.is_tty(sys.stdout)
+          "clock but not yet by Redis's, and stale user-index entries.", file=say)
+    removed = purge(now)
+    lines = out.is_tty(say)
 
     def progress(seen: int, dropped: int) -> None:
         text = f"user indexes: {seen:,} checked, {dropped:,} stale entries dropped"
-        print(("\r" + text) if lines else text, end="" if lines else "\n", file=sys.stdout, flush=True)
+        print(("\r" + text) if lines else text, end="" if lines else "\n", file=say, flush=True)
 
     healed = redis_heal_indexes(store, now, progress)
     if lines:
-        print()
-    print(f"removed {removed:,} expired session(s) and {healed:,} stale user-index entries")
+        print(file=say)
+    print(f"removed {removed:,} expired session(s) and {healed:,} stale user-index entries", file=say)
     return 0
 
 
@@ -510,9 +537,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Delete expired sessions (and expired renewal aliases) in small batches, "
                     "safe while the app serves. Ctrl-C stops between chunks; running it "
                     "again continues. On Redis, which expires keys itself, only stale "
-                    "user-index entries are cleaned."))
+                    "user-index entries are cleaned."), ids=True)
     pu.add_argument("--batch", type=int, default=500, metavar="N",
                     help="rows per delete statement (default 500): smaller holds locks shorter")
+    pu.add_argument("--events", action="store_true",
+                    help="print an 'expired' audit event per session removed, one JSON line "
+                         "each on stdout (progress and summary then go to stderr)")
     pu.set_defaults(func=cmd_purge)
 
     co = _with_store(sub.add_parser("count", help="print the number of live sessions",

@@ -1,17 +1,20 @@
 """Sessions seen from outside one request's own save: list a user's devices, revoke one, the
-others, or all. For account-security pages (with the current session) and for admins (code,
-CLI). Each method has a sync form and an async ``a``-form; both run the same generator from
-:mod:`sessionkeeper.core.lifecycle`.
+others, or all; purge the expired ones. For account-security pages (with the current session)
+and for admins (code, CLI, cron). Each method has a sync form and an async ``a``-form; both
+run the same generator (from :mod:`sessionkeeper.core.lifecycle`, or :func:`purge_expired`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Generator
 from typing import Any, TypeGuard
 
 from ._adapter import resolve_config, resolve_store
 from .core.config import SessionConfig
 from .core.events import SessionEvent
+from .core.ids import public_id
 from .core.lifecycle import Device, list_devices, revoke
+from .core.records import Op, Purge, PurgeReport
 from .core.session import Session
 from .dispatch import emit_async, emit_sync
 from .drivers import run_async, run_sync
@@ -21,7 +24,8 @@ __all__ = ["Device", "SessionManager"]
 
 
 class SessionManager:
-    """Device listing and revocation over ``store``; revocations emit ``revoked`` events.
+    """Device listing, revocation and purging over ``store``; revocations emit ``revoked``
+    events, purges ``expired`` events.
 
     A revoked session is gone from the store, so it is dead at once on every app server that
     shares the store.
@@ -117,6 +121,52 @@ class SessionManager:
         if uid is None:
             return 0
         return await self._aemit(await run_async(self._plan(uid, None, key, "revoke_others"), self.store))
+
+
+    # ---- purging --------------------------------------------------------------------------
+
+    def purge(self, *, batch: int = 500, now: float | None = None) -> int:
+        """Remove the sessions expired at ``now`` (default: the config's clock) from the store,
+        in batches of ``batch``, and emit one ``expired`` event per session removed
+        (``detail``: ``reason="purge"`` and the session's ``expires_at``), so that an audit
+        trail shows sessions that ended unseen, not only those a request found dead.
+
+        Returns how many records went, as :meth:`Store.purge`
+        counts them: expired renewal aliases are removed and counted too, but they are not
+        sessions and get no event. Run it from a scheduled job. The removed sessions are held
+        in memory until it returns (a few hundred bytes each); for a backlog of millions use
+        ``sessionkeeper purge --events``, which works in chunks.
+        On Redis, which expires sessions by itself, only the sessions expired by this clock but
+        not yet by Redis's are removed here (see the events page of the docs for what Redis
+        can and cannot report)."""
+        cfg = self.config
+        removed, events = run_sync(purge_expired(cfg.clock() if now is None else now, batch,
+                                                 self._secret(), cfg.clock), self.store)
+        self._emit(events)
+        return removed
+
+    async def apurge(self, *, batch: int = 500, now: float | None = None) -> int:
+        """Async :meth:`purge`."""
+        cfg = self.config
+        removed, events = await run_async(purge_expired(cfg.clock() if now is None else now, batch,
+                                                        self._secret(), cfg.clock), self.store)
+        await self._aemit(events)
+        return removed
+
+
+def purge_expired(
+    now: float, batch: int, secret: bytes, clock: Callable[[], float],
+) -> Generator[Op, Any, tuple[int, list[SessionEvent]]]:
+    """Purge what expired at ``now``; return the records removed and one ``expired`` event per
+    session among them, dated by ``clock()`` when the purge returned (the moment they were
+    seen gone), named by public id, never by key."""
+    report: PurgeReport = yield Purge(now, batch, report=True)
+    at = float(clock())
+    return report.removed, [
+        SessionEvent("expired", at, public_id(key, secret), meta.user_id,
+                     {"reason": "purge", "expires_at": repr(float(meta.expires_at))})
+        for key, meta in report.sessions
+    ]
 
 
 def _user(user_id: object) -> TypeGuard[str]:

@@ -50,7 +50,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 
 from ._version import __version__
 from .core.events import SessionEvent
-from .core.records import Apply, Count, Create, Delete, ListUser, Load, Op, Purge, Rename
+from .core.records import Apply, Count, Create, Delete, ListUser, Load, Op, Purge, Rename, Scan
 from .stores.base import Store, open_store
 
 __all__ = [
@@ -83,7 +83,7 @@ DURATION_BUCKETS: Final = (
 
 _OP_NAMES: Final[dict[type, str]] = {
     Load: "load", Create: "create", Apply: "apply", Rename: "rename", Delete: "delete",
-    ListUser: "list_user", Purge: "purge", Count: "count",
+    ListUser: "list_user", Purge: "purge", Count: "count", Scan: "scan",
 }
 
 # An app may pass its own reason to SessionManager.revoke*(); only a short identifier-like
@@ -233,7 +233,7 @@ def subscriber(
 # Store methods that run through ``execute`` on the base class: on the proxy they do the same
 # (so they are measured), unless the wrapped store overrides them, in which case its own
 # version is called, unmeasured, rather than bypassed.
-_BASE_METHODS: Final = ("load", "list_user", "delete", "purge", "count", "ping", "aping")
+_BASE_METHODS: Final = ("load", "list_user", "delete", "purge", "count", "scan", "scan_all", "ping", "aping")
 
 
 class InstrumentedStore(Store):
@@ -349,7 +349,7 @@ def instrument(store: Store | str, *, meter_provider: MeterProvider | None = Non
     Metrics: ``sessionkeeper.store.operation.duration`` (histogram, seconds) and
     ``sessionkeeper.store.errors`` (counter), both with ``sessionkeeper.store`` (the store
     kind, e.g. ``"redis"``) and ``sessionkeeper.store.operation`` (``load``, ``create``,
-    ``apply``, ``rename``, ``delete``, ``list_user``, ``purge``, ``count``); failures add
+    ``apply``, ``rename``, ``delete``, ``list_user``, ``purge``, ``count``, ``scan``); failures add
     ``error.type`` (the exception's class, e.g. ``sessionkeeper.errors.StoreUnavailable``).
     Wrapping an already instrumented store measures it once more (two proxies), so wrap once.
     """

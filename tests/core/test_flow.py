@@ -328,3 +328,20 @@ def test_destroyed_session_stays_dead_for_a_slower_request(clock: FakeClock) -> 
     assert [type(op) for op in ops] == [Apply]
     assert site.stored(token) is None and site.store.count(clock()) == 0
     assert set_cookies(headers) == []
+
+
+def test_touched_meta_keeps_every_field_but_the_two_it_moves() -> None:
+    """_touched builds Meta field by field (cheaper than dataclasses.replace on every write):
+    a field added to Meta later must not be dropped on the next write."""
+    import dataclasses
+
+    flow = SessionFlow(SessionConfig(idle_timeout=600, absolute_timeout=3600))
+    values: dict[str, object] = {}
+    for n, f in enumerate(dataclasses.fields(Meta)):
+        values[f.name] = {"x": "y"} if f.name == "info" else "u" if f.name == "user_id" else 1000.0 + n
+    meta = Meta(**values)  # type: ignore[arg-type]
+    now = 1500.0
+    got = flow._touched(meta, now)
+    want = dataclasses.replace(meta, last_seen=now,
+                               expires_at=flow._limits(meta).expires_at(now, meta.absolute_at))
+    assert got == want

@@ -14,6 +14,8 @@ import pytest
 
 from sessionkeeper import Store
 from sessionkeeper.core.records import Op
+from tests import redis_servers
+from tests.conftest import require_service
 
 from . import backends
 
@@ -72,3 +74,15 @@ def run(request: pytest.FixtureRequest, store: Store) -> Iterator[Runner]:
         yield runner
     finally:
         runner.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[redis_servers.RedisServer]:
+    """A throwaway redis-server with an append-only file (survives kill + start)."""
+    if not redis_servers.have_redis_server():
+        require_service("redis-server", "the binary is not on PATH")
+    s = redis_servers.RedisServer(tmp_path / "redis", persistent=True).start()
+    try:
+        yield s
+    finally:
+        s.stop()

@@ -41,6 +41,7 @@ from sessionkeeper.core.records import (
 )
 from sessionkeeper.stores import _redis_lua as lua
 from sessionkeeper.stores._redis_plan import Layout, Send, translate
+from sessionkeeper.stores._redis_wire import AsyncWire, SyncWire
 from sessionkeeper.stores.redis import RedisStore
 from tests import redis_servers
 from tests.conftest import require_service
@@ -71,18 +72,6 @@ def ms(t: float) -> int:
 
 
 # ---- fixtures ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[redis_servers.RedisServer]:
-    """A throwaway redis-server with an append-only file (survives kill + start)."""
-    if not redis_servers.have_redis_server():
-        require_service("redis-server", "the binary is not on PATH")
-    s = redis_servers.RedisServer(tmp_path / "redis", persistent=True).start()
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture(scope="session")
@@ -222,6 +211,16 @@ def test_round_trips_per_operation_single_server(
         assert ok is True and sent == ["EVALSHA", "EVAL"]
         ok, sent = wire.count(run, Create(key(4), rec()))
         assert ok is True and sent == ["EVALSHA"]
+        # ... the request path's Load and Apply too (the store sends them itself)
+        admin = server.client()
+        admin.script_flush()
+        admin.close()
+        record, sent = wire.count(run, Load(key(3), NOW))
+        assert record is not None and sent == ["EVALSHA", "EVAL"]
+        ok, sent = wire.count(run, Apply(key(3), Delta(set={"c": "3"}), NOW))
+        assert ok is True and sent == ["EVALSHA", "EVAL"]
+        record, sent = wire.count(run, Load(key(3), NOW))
+        assert record is not None and record.fields["c"] == "3" and sent == ["EVALSHA"]
     finally:
         run.close()
         store.close()
@@ -719,6 +718,57 @@ def test_index_heals_missing_and_expired_members(env: Env) -> None:
         raw.close()
 
 
+def test_index_expiry_follows_a_later_absolute_end_and_is_left_alone_otherwise(env: Env) -> None:
+    """A write by the same user with the same absolute end touches no index (its score, the
+    time the member joined, stays); a later absolute end (remember-me) extends the index."""
+    raw = env.raw()
+    try:
+        idx = env.ikey("carol")
+        assert env.run(Create(key(0), rec(user="carol")))
+        joined = raw.zscore(idx, key(0))
+        assert int(raw.execute_command("PEXPIRETIME", idx)) == ms(NOW + 43200)
+        same = Meta(created_at=NOW, last_seen=NOW + 5, expires_at=NOW + 1805, absolute_at=NOW + 43200,
+                    user_id="carol")
+        assert env.run(Apply(key(0), Delta(set={"a": "2"}, meta=same), NOW + 5))
+        assert raw.zscore(idx, key(0)) == joined
+        later = Meta(created_at=NOW, last_seen=NOW + 6, expires_at=NOW + 1806, absolute_at=NOW + 90000,
+                     user_id="carol")
+        assert env.run(Apply(key(0), Delta(meta=later), NOW + 6))
+        assert int(raw.execute_command("PEXPIRETIME", idx)) == ms(NOW + 90000)
+        assert [k for k, _ in env.run(ListUser("carol", NOW + 6))] == [key(0)]
+        # leaving the user drops the member and the session's index entries
+        assert env.run(Apply(key(0), Delta(meta=meta(now=NOW + 7)), NOW + 7))
+        assert raw.zcard(idx) == 0
+        assert raw.hmget(env.skey(key(0)), "x", "xe") == [None, None]
+    finally:
+        raw.close()
+
+
+def test_a_plain_write_is_three_commands_inside_redis(
+    server: redis_servers.RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The common write (same user, fields and sliding expiry) runs HMGET, one HSET and
+    PEXPIREAT in the script, and nothing on the user index."""
+    store = open_on(server)
+    admin = server.client()
+    try:
+        assert store.execute(Create(key(1), rec(user="dave")))
+        store.execute(Apply(key(1), Delta(set={"a": "2"}, meta=meta(user="dave")), NOW))  # warm
+        admin.config_resetstat()
+        same = Meta(created_at=NOW, last_seen=NOW + 1, expires_at=NOW + 1801, absolute_at=NOW + 43200,
+                    user_id="dave")
+        delta = Delta(set={"a": "3", "b": "4"}, meta=same)
+        assert store.execute(Apply(key(1), delta, NOW + 1))
+        stats = admin.info("commandstats")
+        calls = {k.removeprefix("cmdstat_"): v["calls"] for k, v in stats.items()}
+        calls.pop("info", None)
+        calls.pop("config|resetstat", None)
+        assert calls == {"evalsha": 1, "hmget": 1, "hset": 1, "pexpireat": 1}
+    finally:
+        admin.close()
+        store.close()
+
+
 def test_hostile_user_ids_are_safe(env: Env) -> None:
     users = ["{", "}", "a}{b", "\x00", "x" * 5000, "ü🍪\u202e", "*", "u:{x}", "\ud800"]
     for n, u in enumerate(users):
@@ -1190,10 +1240,11 @@ def test_a_connection_closed_under_a_command_is_unavailable_not_a_crash(
         async def afail(*args: Any) -> Any:
             raise closed
 
+        # one server: the store's own wire does the I/O (a Cluster goes through _io_now/_aio_now)
         if mode == "sync":
-            monkeypatch.setattr(store, "_io_now", fail)
+            monkeypatch.setattr(SyncWire, "call", fail)
         else:
-            monkeypatch.setattr(store, "_aio_now", afail)
+            monkeypatch.setattr(AsyncWire, "call", afail)
         with pytest.raises(StoreUnavailable, match="connection closed while in use"):
             run(Load(key(1), NOW))
         closed = AttributeError("a bug of ours")

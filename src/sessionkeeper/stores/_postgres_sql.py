@@ -8,8 +8,11 @@ I/O on an ``AsyncConnectionPool``, so the statements and the parsing of rows exi
 
 Rules kept here:
 - Every request-path operation (Load, Create, Apply, Rename, Delete) is ONE statement, hence
-  one round trip on an autocommit connection. Purge is one statement per batch. The one
-  exception: a Load that meets a garbage row (below) deletes it with a second statement.
+  one round trip on an autocommit connection. Purge is one statement per batch (with
+  ``report=True`` the same ``DELETE`` returns the rows it removed). Scan is one read per page
+  on the primary key's index (keyset paging: ``key > cursor ORDER BY key LIMIT n``), never
+  a transaction or a cursor held across pages. The one exception: a Load that meets a
+  garbage row (below) deletes it with a second statement.
 - Expired rows are never returned. A row past both its expiry and its absolute limit is
   *garbage* (the rule Redis applies with its TTLs: a merely idle session stays until then, so
   the request flow can still tell "expired" from "unknown"). Garbage does not linger until a
@@ -65,8 +68,13 @@ from ..core.records import (
     PatchOp,
     PatchSet,
     Purge,
+    PurgeReport,
     Record,
     Rename,
+    Scan,
+    ScanPage,
+    is_renewal_alias,
+    scan_start,
 )
 from ..errors import ConfigError, StoreError
 
@@ -403,6 +411,20 @@ class Statements:
             t=t,
         )
         self.count = _q("SELECT count(*) FROM {t} WHERE expires_at > %s", t=t)
+        # A purge report and a scan read a row's key, its data only where the metadata may be
+        # a renewal alias's (the metadata and field names then decide, in Python: a session's
+        # data is not sent for nothing), and its metadata.
+        reported = _q("key, CASE WHEN user_id IS NULL AND expires_at = absolute_at AND "
+                      "created_at = last_seen THEN data END, {cols}", cols=cols)
+        self.purge_report = _q(
+            "DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE expires_at <= %s "
+            "LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING {reported}",
+            t=t, reported=reported,
+        )
+        # A window of limit + 1 keys (the extra one only says whether a page follows), live or
+        # not, so that each read is bounded even when most of the table has expired.
+        self.scan = _q("SELECT expires_at > %s, {reported} FROM {t} WHERE key > %s ORDER BY key LIMIT %s",
+                       t=t, reported=reported)
 
     def apply_nested(self, patch: sql.Composable, meta: bool) -> sql.Composed:
         """The Apply statement for a delta with nested patches (``patch``: its data expression)."""
@@ -497,12 +519,41 @@ def _purge(st: Statements, op: Purge) -> Plan:
     if op.batch < 1:
         raise StoreError(f"Purge batch must be at least 1, not {op.batch}")
     removed = 0
+    sessions: list[tuple[str, Meta]] = []
     while True:
-        rows = yield Step(st.purge, (op.now, op.batch))
-        n = int(rows[0][0])
+        if op.report:
+            rows = yield Step(st.purge_report, (op.now, op.batch))
+            n = len(rows)
+            sessions += _named(rows)
+        else:
+            rows = yield Step(st.purge, (op.now, op.batch))
+            n = int(rows[0][0])
         removed += n
         if n < op.batch:
-            return removed
+            return PurgeReport(removed, tuple(sessions)) if op.report else removed
+
+
+def _scan(st: Statements, op: Scan) -> Plan:
+    after = scan_start(op.cursor, op.limit)
+    rows = yield Step(st.scan, (op.now, after, op.limit + 1))
+    read = rows[: op.limit]
+    found = _named([row[1:] for row in read if row[0]])
+    return ScanPage(tuple(found), str(read[-1][1]) if len(rows) > op.limit else "")
+
+
+def _named(rows: Rows) -> list[tuple[str, Meta]]:
+    """The sessions among rows of ``Statements``'s reported columns (key, data if it may be
+    an alias's, metadata), renewal aliases and rows it cannot read (changed by hand) left out."""
+    out = []
+    for key, data, *cols in rows:
+        try:
+            meta = meta_from_row(cols)
+            if data is not None and is_renewal_alias(_fields(data), meta):
+                continue
+        except (StoreError, TypeError, ValueError):
+            continue
+        out.append((str(key), meta))
+    return out
 
 
 def _count(st: Statements, op: Count) -> Plan:
@@ -529,6 +580,8 @@ def plan(st: Statements, op: Op) -> Plan:
             return _purge(st, op)
         case Count():
             return _count(st, op)
+        case Scan():
+            return _scan(st, op)
     raise StoreError(f"the PostgreSQL store cannot perform {op!r}")
 
 

@@ -7,6 +7,8 @@ key the Cluster hash tag, so everything about one session lives in one slot):
     m          the Meta, as JSON
     e          expires_at (a float as text), copied out of ``m`` so scripts can compare it
     x          the name of the user index key, when the session has a user
+    xe         how far (PEXPIREAT, ms) that index was extended for this session: a write
+               with the same user and no later absolute end leaves the index alone
 
 A session is *live* while ``e`` is present and ``e > now``. Two other shapes share the key
 space and are never live because they have no ``e``:
@@ -227,9 +229,10 @@ end
 """
 
 _WRITE = _EXTEND + _JSON_EDIT + """
-local function patch(k)
+local function patch(k, extra)
   -- Delete, then set, the f: fields listed after the header, then apply the nested
-  -- patches; chunks keep unpack() small.
+  -- patches. ``extra`` (name/value pairs: the meta's entries) goes into the same HSET, so a
+  -- typical write is one HSET; chunks keep unpack() small.
   local nd = tonumber(ARGV[11])
   local i = 12
   while nd > 0 do
@@ -240,23 +243,40 @@ local function patch(k)
   end
   local np = i
   i = i + 1 + tonumber(ARGV[np])
-  while i <= #ARGV do
-    local j = math.min(i + 499, #ARGV)
-    redis.call('HSET', k, unpack(ARGV, i, j))
-    i = j + 1
+  if #ARGV - i < 1000 then
+    local t = {unpack(ARGV, i, #ARGV)}
+    for _, v in ipairs(extra) do t[#t + 1] = v end
+    if #t > 0 then redis.call('HSET', k, unpack(t)) end
+  else
+    while i <= #ARGV do
+      local j = math.min(i + 499, #ARGV)
+      redis.call('HSET', k, unpack(ARGV, i, j))
+      i = j + 1
+    end
+    if #extra > 0 then redis.call('HSET', k, unpack(extra)) end
   end
   nested(k, np)
 end
 
-local function set_meta(k)
-  -- Replace meta and expiry if the header carries a meta; return the index the session
-  -- was in before ('' if none) and the one it is in now.
-  local oldx = redis.call('HGET', k, 'x') or ''
-  if ARGV[3] == '' then return oldx, oldx end
-  redis.call('HSET', k, 'm', ARGV[3], 'e', ARGV[4])
-  if ARGV[6] == '' then redis.call('HDEL', k, 'x') else redis.call('HSET', k, 'x', ARGV[6]) end
+local function meta_pairs(oldx, xe)
+  -- The meta's hash entries (for patch), the index the session is in after this write, and
+  -- whether it must (re)join that index: a new user, or an absolute end (ARGV[8]) later than
+  -- the index was extended to for it (``xe``). A write by the same user with the same
+  -- absolute end, the common case, touches no index.
+  if ARGV[3] == '' then return {}, oldx, false end
+  local t = {'m', ARGV[3], 'e', ARGV[4]}
+  local join = ARGV[6] ~= '' and (ARGV[6] ~= oldx or not xe or tonumber(xe) < tonumber(ARGV[8]))
+  if join then
+    t[5], t[6], t[7], t[8] = 'x', ARGV[6], 'xe', ARGV[8]
+  end
+  return t, ARGV[6], join
+end
+
+local function finish_meta(k, oldx, newx)
+  -- After patch: drop the index name of a session that left its user; the session's expiry.
+  if ARGV[3] == '' then return end
+  if newx == '' and oldx ~= '' then redis.call('HDEL', k, 'x', 'xe') end
   redis.call('PEXPIREAT', k, ARGV[5])
-  return oldx, ARGV[6]
 end
 
 local function enlist(x, member, ms)
@@ -271,30 +291,45 @@ end
 """
 
 LOAD = Script("load", """
--- KEYS[1] session. -> the whole hash as ONE JSON array [name, value, name, value ...]
--- ({} when there is none). Same data as HGETALL, but one bulk string instead of two per
--- field: redis-py's pure-Python reply parser costs about as much per bulk string as the
--- round trip itself, so this makes a load ~1.5x cheaper in CPU for the app (measured).
-return cjson.encode(redis.call('HGETALL', KEYS[1]))
+-- KEYS[1] session. -> ONE bulk string of JSON, because redis-py's pure-Python reply parser
+-- costs about as much per bulk string as the round trip itself (HGETALL's two per field):
+--   a session with meta and expiry: {"e":"<e>","m":<the meta JSON as stored>,"f":{name: value}}
+--   so the caller parses once (the meta is not a string inside the string);
+--   anything else (nothing, a tombstone, a marker): the whole hash, [name, value, ...]
+--   ({} when there is none), for the Cluster's rename logic.
+local h = redis.call('HGETALL', KEYS[1])
+local f, m, e = {}, nil, nil
+for i = 1, #h, 2 do
+  local k = h[i]
+  if string.byte(k, 1) == 102 and string.byte(k, 2) == 58 then f[string.sub(k, 3)] = h[i + 1]
+  elseif k == 'm' then m = h[i + 1]
+  elseif k == 'e' then e = h[i + 1] end
+end
+if not (e and m) then return cjson.encode(h) end
+if next(f) == nil then return '{"e":' .. cjson.encode(e) .. ',"m":' .. m .. ',"f":{}}' end
+return '{"e":' .. cjson.encode(e) .. ',"m":' .. m .. ',"f":' .. cjson.encode(f) .. '}'
 """)
 
 CREATE = Script("create", _WRITE + """
 -- KEYS[1] session [, KEYS[2] its user index]. -> {1} created, {0} key taken, {-1} too late
 if ARGV[10] ~= '' and now_ms() > tonumber(ARGV[10]) then return {-1} end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
-patch(KEYS[1])
-set_meta(KEYS[1])
-if ARGV[9] == '1' and ARGV[6] ~= '' then enlist(ARGV[6], ARGV[2], ARGV[8]) end
+local extra, newx, join = meta_pairs('', nil)
+patch(KEYS[1], extra)
+finish_meta(KEYS[1], '', newx)
+if ARGV[9] == '1' and join then enlist(newx, ARGV[2], ARGV[8]) end
 return {1}
 """)
 
 APPLY = Script("apply", _WRITE + """
 -- KEYS[1] session [, KEYS[2] index of the new meta's user].
--- -> {1, index before}: written
+-- -> 1: written (single server: the script kept the index too)
+--    {1, index before, 1 if the session must (re)join its index}: written (Cluster, where
+--       Python keeps the indexes, which live in other slots)
 --    {0}: dead at now (expired, or a marker: deleted while or after it moved)
 --    {2, successor key, '1' if the move brings its own meta}: a live tombstone (Cluster)
 --    {3}: nothing here (yet), or, with ARGV[10], not the session that moved from there
-local h = redis.call('HMGET', KEYS[1], 'e', 't', 'te', 'tm', 'd', 'o')
+local h = redis.call('HMGET', KEYS[1], 'e', 't', 'te', 'tm', 'd', 'o', 'x', 'xe')
 if h[5] then return {0} end
 if ARGV[10] ~= '' and h[6] ~= ARGV[10] then return {3} end
 if not h[1] then
@@ -303,25 +338,27 @@ if not h[1] then
   return {2, h[2], h[4] or ''}
 end
 if tonumber(h[1]) <= tonumber(ARGV[1]) then return {0} end
-patch(KEYS[1])
-local oldx, newx = set_meta(KEYS[1])
-if ARGV[9] == '1' then
-  if oldx ~= '' and oldx ~= newx then redis.call('ZREM', oldx, ARGV[2]) end
-  -- every meta write with a user refreshes the index expiry: sessions slide, so must it
-  if ARGV[3] ~= '' and newx ~= '' then enlist(newx, ARGV[2], ARGV[8]) end
-end
-return {1, oldx}
+local oldx = h[7] or ''
+local extra, newx, join = meta_pairs(oldx, h[8])
+patch(KEYS[1], extra)
+finish_meta(KEYS[1], oldx, newx)
+if ARGV[9] ~= '1' then return {1, oldx, join and 1 or 0} end
+if oldx ~= '' and oldx ~= newx then redis.call('ZREM', oldx, ARGV[2]) end
+if join then enlist(newx, ARGV[2], ARGV[8]) end
+return 1
 """)
 
 RENAME = Script("rename", _WRITE + """
 -- Single server only. KEYS[1] old, KEYS[2] new [, KEYS[3] index of the new meta's user].
 -- -> {1} moved, {0} old gone or expired, or new taken (nothing written)
-local e = redis.call('HGET', KEYS[1], 'e')
-if not e or tonumber(e) <= tonumber(ARGV[1]) then return {0} end
+local h = redis.call('HMGET', KEYS[1], 'e', 'x', 'xe')
+if not h[1] or tonumber(h[1]) <= tonumber(ARGV[1]) then return {0} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {0} end
 redis.call('RENAME', KEYS[1], KEYS[2])
-patch(KEYS[2])
-local oldx, newx = set_meta(KEYS[2])
+local oldx = h[2] or ''
+local extra, newx = meta_pairs(oldx, h[3])
+patch(KEYS[2], extra)
+finish_meta(KEYS[2], oldx, newx)
 if oldx ~= '' then redis.call('ZREM', oldx, ARGV[10]) end
 if newx ~= '' then
   local ms = ARGV[8]

@@ -97,7 +97,25 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..core import ids
 from ..core.patch import apply_patch_text
-from ..core.records import Delta, Meta, PatchAppend, PatchDelete, PatchOp, PatchSet, Record
+from ..core.records import (
+    Apply,
+    Delta,
+    Load,
+    Meta,
+    PatchAppend,
+    PatchDelete,
+    PatchOp,
+    PatchSet,
+    Purge,
+    PurgeReport,
+    Record,
+    Scan,
+    ScanPage,
+    alias_shaped,
+    bad_cursor,
+    check_limit,
+    is_renewal_alias,
+)
 from ..errors import StoreError, StoreUnavailable
 from . import _redis_lua as lua
 
@@ -134,6 +152,9 @@ Step: TypeAlias = Send | Nodes | Pause  # what a plan yields
 Plan: TypeAlias = Generator[Step, Any, T]
 REDIS_ERRORS = (RedisError, RedisClusterException)
 MAX_HOPS = 4  # renames of one session an Apply follows while it waits (a chain of moves)
+
+
+NOT_DIRECT = object()  # RedisPlans.direct_result: "the server lost the script: send EVAL"
 
 
 class PoolBusy(MaxConnectionsError):
@@ -292,6 +313,22 @@ def hash_from_json(raw: Any) -> dict[bytes, bytes]:
     return {_b(str(k)): _b(str(v)) for k, v in zip(it, it, strict=True)}
 
 
+def record_from_json(raw: Any, now: float) -> Record | None:
+    """The live record in the LOAD script's reply (its session form, see ``lua.LOAD``), else
+    ``None``; the request path's one parse of a session. Anything unreadable is no session:
+    a value the store cannot vouch for is never adopted."""
+    try:
+        data = json.loads(raw)  # bytes: decoded with surrogatepass, as _s does
+        if type(data) is not dict or float(data["e"]) <= now:
+            return None
+        fields = data["f"]
+        if type(fields) is not dict or not all(type(v) is str for v in fields.values()):
+            return None
+        return Record(fields, Meta.from_dict(data["m"]))
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+
+
 def parse_hash(data: Mapping[bytes, bytes], now: float) -> tuple[Record, bytes] | None:
     """The live record in a session hash (and its index key, b'' if none), else ``None``.
 
@@ -427,14 +464,67 @@ class RedisPlans:
         expiry = _ms(max(meta.expires_at, meta.absolute_at))
         return self.script(lua.ENLIST, [x], [_num(score), member, expiry])
 
+    # -- the request path: Load and Apply on one server, sent by the caller -------------
+    # The store sends these itself (RedisStore.execute/aexecute), skipping the plan machinery
+    # (generators, the driver loop): about a sixth of a Load's CPU. The plans below build the
+    # same commands; a Cluster, with its renames in two steps, always runs the plans.
+
+    def direct(self, op: Load | Apply) -> tuple[Arg, ...] | None:
+        """The one command that performs ``op`` on a single server, or ``None`` when the plan
+        must run (a Cluster, or a key that is not a storage key)."""
+        if self.layout.cluster or not ids.is_valid_key(op.key):
+            return None
+        if type(op) is Load:
+            return self._load_cmd(op.key)
+        assert isinstance(op, Apply)
+        return self._apply_cmd(op.key, op.delta, op.now)
+
+    def direct_result(self, op: Load | Apply, reply: Any) -> Any:
+        """``op``'s result from the reply to :meth:`direct`'s command; ``NOT_DIRECT`` when the
+        server refused it unrun, having lost its script cache (a restart): then send
+        :meth:`direct_eval`'s command, once, and read its reply here."""
+        if isinstance(reply, NoScriptError):
+            return NOT_DIRECT
+        _check(reply)
+        if type(op) is Load:
+            return record_from_json(reply, op.now)
+        return reply == 1  # else {0} dead or {3} missing (tombstones exist only in a Cluster)
+
+    @staticmethod
+    def direct_eval(op: Load | Apply, cmd: tuple[Arg, ...]) -> tuple[Arg, ...]:
+        """:meth:`direct`'s command as EVAL (the script's source instead of its SHA)."""
+        return ("EVAL", (lua.LOAD if type(op) is Load else lua.APPLY).source, *cmd[2:])
+
+    def _load_cmd(self, key: str) -> tuple[Arg, ...]:
+        return ("EVALSHA", lua.LOAD.sha, 1, self.layout.session(key))
+
+    def _apply_cmd(self, key: str, delta: Delta, now: float, origin: str = "") -> tuple[Arg, ...]:
+        x = self._index_of(delta.meta)
+        header = self._header(now=now, member=key, meta=delta.meta, x=x, score=now, extra=origin)
+        fields = _field_args(delta.delete, delta.set, delta.patch)
+        if x and not self.layout.cluster:
+            return ("EVALSHA", lua.APPLY.sha, 2, self.layout.session(key), x, *header, *fields)
+        return ("EVALSHA", lua.APPLY.sha, 1, self.layout.session(key), *header, *fields)
+
+    def _run(self, cmd: tuple[Arg, ...], script: lua.Script) -> Plan[Any]:
+        """:meth:`script` for a ready EVALSHA command."""
+        reply = (yield Send((cmd,)))[0]
+        if isinstance(reply, NoScriptError):
+            reply = (yield Send((("EVAL", script.source, *cmd[2:]),)))[0]
+        return _check(reply)
+
     # -- operations --
 
     def load(self, key: str, now: float) -> Plan[Record | None]:
         if not ids.is_valid_key(key):
             return None
-        data = hash_from_json((yield from self.script(lua.LOAD, [self.layout.session(key)], [])))
+        raw = yield from self._run(self._load_cmd(key), lua.LOAD)
+        record = record_from_json(raw, now)
+        if record is not None or not self.layout.cluster:
+            return record
+        data = hash_from_json(raw)
         found = parse_hash(data, now)
-        if found is None and self.layout.cluster and b"t" in data and b"e" not in data:
+        if found is None and b"t" in data and b"e" not in data:
             # A tombstone: a rename is moving this session (Load lands before the move: the
             # session as it was), or has moved it (the old key is dead). See "Racing a rename".
             te = data.get(b"te")
@@ -477,21 +567,16 @@ class RedisPlans:
     def _apply_at(self, key: str, delta: Delta, now: float, origin: str = "") -> Plan[list[Any]]:
         """One APPLY (and the index upkeep after a write): the script's reply."""
         x = self._index_of(delta.meta)
-        keys = [self.layout.session(key)]
-        if x and not self.layout.cluster:
-            keys.append(x)
-        header = self._header(now=now, member=key, meta=delta.meta, x=x, score=now, extra=origin)
-        reply: list[Any] = yield from self.script(
-            lua.APPLY, keys, header + _field_args(delta.delete, delta.set, delta.patch)
-        )
-        if reply[0] == 1:
-            old_x = reply[1]
-            if self.layout.cluster and delta.meta is not None and old_x != x:
-                if x:
-                    yield from self.soft(self._enlist(x, key, now, delta.meta))
-                if old_x:
-                    yield from self.soft(self.command("ZREM", old_x, key))
-        return reply
+        reply = yield from self._run(self._apply_cmd(key, delta, now, origin), lua.APPLY)
+        if reply == 1:  # written; a single server kept the index itself
+            return [1]
+        if reply[0] == 1 and self.layout.cluster and delta.meta is not None:
+            old_x, join = reply[1], reply[2]
+            if x and join:
+                yield from self.soft(self._enlist(x, key, now, delta.meta))
+            if old_x and old_x != x:
+                yield from self.soft(self.command("ZREM", old_x, key))
+        return list(reply)
 
     def _follow(self, key: str, delta: Delta, now: float, tomb: list[Any]) -> Plan[bool]:
         """Apply met a rename's tombstone at ``key`` (Cluster): see "Racing a rename"."""
@@ -650,23 +735,129 @@ class RedisPlans:
 
         return (yield from self._batches(500, visit))
 
-    def purge(self, now: float, batch: int) -> Plan[int]:
+    def purge(self, now: float, batch: int, report: bool = False) -> Plan[Any]:
+        """Remove the sessions expired at ``now`` by the caller's clock that Redis has not
+        expired yet; their count, or with ``report`` a :class:`PurgeReport` naming them (with
+        their metadata as read just before the removal; aliases counted, not named).
+
+        Per SCAN page: one pipeline reads each key's expiry (and metadata, to report), then
+        only the expired keys go to DROP, which checks the expiry again, atomically."""
+        named: list[tuple[str, Meta]] = []
+        wanted = (b"e", b"m") if report else (b"e",)
+
         def visit(keys: list[bytes]) -> Plan[int]:
-            prefix_len = len(self.layout.session("")) - 1
-            members = [_s(k[prefix_len:-1]) for k in keys]
+            reads = yield Send(tuple(("HMGET", k, *wanted) for k in keys))
+            due: list[tuple[bytes, str, Meta | None]] = []
+            for k, reply in zip(keys, reads, strict=True):
+                e, *m = _check(reply)
+                if e is not None and _expired(e, now):  # no e: a tombstone or a marker
+                    due.append((k, self._member(k), _meta(m[0]) if m else None))
+            if not due:
+                return 0
+            aliases = (yield from self._aliases([(k, meta) for k, _, meta in due])) if report else set()
             replies = yield from self.scripts(
-                [(lua.DROP, [k], [self.local, m, _num(now), self._slack])
-                 for k, m in zip(keys, members, strict=True)]
+                [(lua.DROP, [k], [self.local, member, _num(now), self._slack]) for k, member, _ in due]
             )
-            cleanup: list[tuple[Arg, ...]] = [
-                ("ZREM", r[1], m) for r, m in zip(replies, members, strict=True) if r[0] == 1 and r[1]
-            ]
+            cleanup: list[tuple[Arg, ...]] = []
+            for (k, member, meta), r in zip(due, replies, strict=True):
+                if r[0] != 1:
+                    continue
+                if r[1]:
+                    cleanup.append(("ZREM", r[1], member))
+                if meta is not None and k not in aliases and ids.is_valid_key(member):
+                    named.append((member, meta))
             if cleanup:
                 yield from self.soft(self._all(cleanup))
             return sum(1 for r in replies if r[0] == 1)
 
-        return (yield from self._batches(batch, visit))
+        removed = yield from self._batches(batch, visit)
+        return PurgeReport(removed, tuple(named)) if report else removed
 
     def _all(self, cmds: list[tuple[Arg, ...]]) -> Plan[None]:
         for reply in (yield Send(tuple(cmds))):
             _check(reply)
+
+    # -- Scan, and the dispatch of the whole-store operations --
+
+    def maintenance(self, op: Scan | Purge) -> Plan[Any]:
+        """The plan of a :class:`Scan`, or of a ``Purge(report=True)``."""
+        if isinstance(op, Scan):
+            return self.scan(op.now, op.cursor, op.limit)
+        return self.purge(op.now, op.batch, report=op.report)
+
+    def scan(self, now: float, cursor: str, limit: int) -> Plan[ScanPage]:
+        """One page of the live sessions: one ``SCAN`` call (``COUNT limit``) on one primary,
+        then one pipeline of their metadata (and, rarely, one of the field names of those that
+        may be renewal aliases). The cursor is ``"<primary>:<SCAN cursor>"``, the primaries
+        taken in the order of their names; ``""`` when the last primary is done."""
+        check_limit(limit, "scan limit")
+        node_at, at = _scan_cursor(cursor)
+        nodes = sorted((yield Nodes()), key=_node_name)
+        if node_at >= len(nodes):
+            raise bad_cursor(cursor)
+        reply = (yield Send((("SCAN", at, b"MATCH", self.layout.pattern(), b"COUNT", limit),),
+                            nodes[node_at]))[0]
+        at, keys = _scan_reply(_check(reply))
+        found = yield from self._live(keys, now)
+        if not at:  # this primary is done: the next one, or the end
+            node_at += 1
+        return ScanPage(tuple(found), f"{node_at}:{at}" if node_at < len(nodes) else "")
+
+    def _member(self, k: bytes) -> str:
+        """The storage key inside a session hash's key name (``<prefix>{<key>}``)."""
+        return _s(k[len(self.layout.session("")) - 1 : -1])
+
+    def _live(self, keys: list[bytes], now: float) -> Plan[list[tuple[str, Meta]]]:
+        """The live sessions among session hash keys, renewal aliases left out."""
+        if not keys:
+            return []
+        replies = yield Send(tuple(("HMGET", k, b"m", b"e") for k in keys))
+        live: list[tuple[bytes, Meta]] = []
+        for k, reply in zip(keys, replies, strict=True):
+            m, e = _check(reply)
+            found = None if m is None or e is None else parse_hash({b"m": m, b"e": e}, now)
+            if found is not None and ids.is_valid_key(self._member(k)):
+                live.append((k, found[0].meta))
+        aliases = yield from self._aliases(live)
+        return sorted(((self._member(k), meta) for k, meta in live if k not in aliases),
+                      key=lambda pair: pair[0])
+
+    def _aliases(self, records: Collection[tuple[bytes, Meta | None]]) -> Plan[set[bytes]]:
+        """Which of these session hashes are renewal aliases: the field names are read (one
+        pipeline) only for those whose metadata has an alias's shape."""
+        maybe = [(k, meta) for k, meta in records if meta is not None and alias_shaped(meta)]
+        if not maybe:
+            return set()
+        names = yield Send(tuple(("HKEYS", k) for k, _ in maybe))
+        return {k for (k, meta), got in zip(maybe, names, strict=True)
+                if is_renewal_alias([_s(n[2:]) for n in _check(got) if n.startswith(b"f:")], meta)}
+
+
+def _expired(e: bytes, now: float) -> bool:
+    try:
+        return float(e) <= now
+    except ValueError:  # not a number this store wrote: left alone
+        return False
+
+
+def _meta(raw: bytes | None) -> Meta | None:
+    try:
+        return None if raw is None else Meta.from_dict(json.loads(raw))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _node_name(node: Any) -> str:
+    return "" if node is None else str(getattr(node, "name", node))
+
+
+def _scan_cursor(cursor: str) -> tuple[int, int]:
+    """``"<primary index>:<SCAN cursor>"`` (``""``: the start) as numbers; ConfigError if it is
+    not a cursor :meth:`RedisPlans.scan` returns."""
+    if cursor == "":
+        return 0, 0
+    node, sep, at = cursor.partition(":") if isinstance(cursor, str) else ("", "", "")
+    if not (sep and node.isascii() and at.isascii() and node.isdigit() and at.isdigit()
+            and len(node) <= 6 and len(at) <= 20 and int(at) < 2**64):
+        raise bad_cursor(cursor)
+    return int(node), int(at)

@@ -18,11 +18,26 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
-from ..core.records import Apply, Count, Create, Delete, ListUser, Load, Meta, Op, Purge, Record, Rename
+from ..core.records import (
+    Apply,
+    Count,
+    Create,
+    Delete,
+    ListUser,
+    Load,
+    Meta,
+    Op,
+    Purge,
+    PurgeReport,
+    Record,
+    Rename,
+    Scan,
+    ScanPage,
+)
 from ..errors import ConfigError, StoreError, StoreUnavailable
 
 log = logging.getLogger("sessionkeeper")
@@ -117,12 +132,33 @@ class Store(ABC):
         return bool(self.execute(Delete(key)))
 
     def purge(self, now: float, batch: int = 500) -> int:
-        """Remove sessions expired at ``now``; return how many went."""
+        """Remove sessions expired at ``now``; return how many went.
+
+        To also learn *which* sessions went (for ``expired`` audit events), use
+        :meth:`SessionManager.purge`, or run ``Purge(now, batch, report=True)``."""
         return int(self.execute(Purge(now, batch)))
 
     def count(self, now: float) -> int:
         """How many sessions are live at ``now``."""
         return int(self.execute(Count(now)))
+
+    def scan(self, now: float, cursor: str = "", limit: int = 500) -> ScanPage:
+        """One page of the live sessions at ``now``: pass ``""``, then each page's ``cursor``
+        until it is ``""`` (see :class:`~sessionkeeper.core.records.Scan` for the rules)."""
+        result: ScanPage = self.execute(Scan(now, cursor, limit))
+        return result
+
+    def scan_all(self, now: float, limit: int = 500) -> Iterator[tuple[str, Meta]]:
+        """Every live session at ``now`` as (storage key, metadata), read page by page (each
+        page one short read: nothing is held between pages, so it is safe while the app
+        serves). Renewal aliases are left out. On Redis a key may come twice (``SCAN``)."""
+        cursor = ""
+        while True:
+            page = self.scan(now, cursor, limit)
+            yield from page.sessions
+            if page.done:
+                return
+            cursor = page.cursor
 
     def __enter__(self) -> Store:
         return self
@@ -148,10 +184,12 @@ class MethodStore(Store):
                 return self.do_delete(key)
             case ListUser(user_id, now):
                 return self.do_list_user(user_id, now)
-            case Purge(now, batch):
-                return self.do_purge(now, batch)
+            case Purge(now, batch, report):
+                return self.do_purge_report(now, batch) if report else self.do_purge(now, batch)
             case Count(now):
                 return self.do_count(now)
+            case Scan(now, cursor, limit):
+                return self.do_scan(now, cursor, limit)
         raise StoreError(f"{type(self).__name__} cannot perform {op!r}")
 
     @abstractmethod
@@ -170,6 +208,35 @@ class MethodStore(Store):
     def do_purge(self, now: float, batch: int) -> int: ...
     @abstractmethod
     def do_count(self, now: float) -> int: ...
+
+    # Capabilities added after the first stores: not abstract, so that a store written before
+    # them still works for everything else, and says clearly what it cannot do.
+    def do_purge_report(self, now: float, batch: int) -> PurgeReport:
+        """``Purge(report=True)``: as :meth:`do_purge`, naming the sessions removed."""
+        raise StoreError(f"the {self.name} store cannot report what it purges (no Purge(report=True))")
+
+    def do_scan(self, now: float, cursor: str, limit: int) -> ScanPage:
+        """``Scan``: one page of the live sessions at ``now``."""
+        raise StoreError(f"the {self.name} store cannot list all its sessions (no Scan operation); "
+                         "list one user's sessions instead")
+
+
+class PurgeNaming(MethodStore):
+    """For a store whose one purge can also name what it removes: ``do_purge`` and
+    ``do_purge_report`` both run :meth:`_purge`."""
+
+    @abstractmethod
+    def _purge(self, now: float, batch: int, sessions: list[tuple[str, Meta]] | None) -> int:
+        """Remove what expired at ``now``; append the sessions among it to ``sessions``
+        (``None``: nobody asked)."""
+
+    def do_purge(self, now: float, batch: int) -> int:
+        return self._purge(now, batch, None)
+
+    def do_purge_report(self, now: float, batch: int) -> PurgeReport:
+        sessions: list[tuple[str, Meta]] = []
+        removed = self._purge(now, batch, sessions)
+        return PurgeReport(removed, tuple(sessions))
 
 
 # ---- open_store ------------------------------------------------------------------------

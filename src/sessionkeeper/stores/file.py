@@ -30,6 +30,9 @@ How it keeps the store rules:
   session of every user on each call.
 - A file that does not parse is treated as missing and removed by purge, as are temporary
   files a crashed process left behind.
+- Scan walks the 256 shards in order and each shard's keys in order (so key order overall),
+  reading at most ``limit`` session files per page without a lock, as a Load does; the
+  cursor is the last key read.
 - No fsync: a power cut may lose the last writes or leave a torn file, which reads as missing.
 
 Trust (issue 8.7, OpenSSH's StrictModes; the rule is stated in ``_trust``): at start the root,
@@ -70,15 +73,16 @@ import secrets
 import stat
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
+from functools import partial
 from typing import Any
 from urllib.parse import SplitResult, unquote
 
 from ..core.ids import is_valid_key
 from ..core.patch import apply_patch_text
-from ..core.records import Delta, Meta, Op, Record
+from ..core.records import Delta, Meta, Op, Record, ScanPage, is_renewal_alias, scan_start
 from ..errors import ConfigError, StoreError
 from . import _trust
-from .base import MethodStore, redact_url
+from .base import PurgeNaming, redact_url
 
 try:
     import fcntl
@@ -124,7 +128,7 @@ def _user_dir_name(user_id: str) -> str:
     return hashlib.sha256(user_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-class FileStore(MethodStore):
+class FileStore(PurgeNaming):
     """Sessions as JSON files under ``root`` (an absolute directory path)."""
 
     name = "file"
@@ -494,8 +498,10 @@ class FileStore(MethodStore):
             return got.meta.expires_at <= now, got
         return False, None
 
-    def _purge_batch(self, stripe: str, keys: list[str], tmps: list[str], now: float) -> int:
-        """Remove the sessions in ``keys`` that are still dead, under the stripe's lock."""
+    def _purge_batch(self, stripe: str, keys: list[str], tmps: list[str], now: float, *,
+                     sessions: list[tuple[str, Meta]] | None = None) -> int:
+        """Remove the sessions in ``keys`` that are still dead, under the stripe's lock; name
+        the sessions among them (not aliases, not unreadable files) in ``sessions``."""
         removed = 0
         with self._locked(stripe):
             for key in keys:
@@ -505,6 +511,8 @@ class FileStore(MethodStore):
                         self._unlink(key)
                         if got is not None:
                             self._unmark(got.meta.user_id, key)
+                            if sessions is not None and not is_renewal_alias(got.fields, got.meta):
+                                sessions.append((key, got.meta))
                         removed += 1
             # Writers hold this lock while their temporary file exists: any left now is
             # debris from a process that died mid-write.
@@ -515,16 +523,17 @@ class FileStore(MethodStore):
                             os.unlink(name, dir_fd=dfd)
         return removed
 
-    def do_purge(self, now: float, batch: int) -> int:
+    def _purge(self, now: float, batch: int, sessions: list[tuple[str, Meta]] | None) -> int:
         if batch < 1:
             raise ConfigError(f"purge batch must be at least 1, not {batch!r}")
         removed = 0
+        remove = self._purge_batch if sessions is None else partial(self._purge_batch, sessions=sessions)
         for stripe in _STRIPES:
             keys, tmps = self._session_keys(stripe)
             # Find the dead without a lock, then confirm and remove them in locked batches.
             dead = [k for k in keys if self._dead(k, now)[0]]
             for i in range(0, len(dead), batch):
-                removed += self._purge_batch(stripe, dead[i : i + batch], tmps if i == 0 else [], now)
+                removed += remove(stripe, dead[i : i + batch], tmps if i == 0 else [], now)
             if not dead and tmps:
                 self._purge_batch(stripe, [], tmps, now)
         self._sweep_index(now)
@@ -618,3 +627,19 @@ class FileStore(MethodStore):
             keys, _ = self._session_keys(stripe)
             n += sum(1 for k in keys if self._live(k, now) is not None)
         return n
+
+    def do_scan(self, now: float, cursor: str, limit: int) -> ScanPage:
+        after = scan_start(cursor, limit)
+        found: list[tuple[str, Meta]] = []
+        read, last = 0, after
+        for stripe in _STRIPES[_STRIPES.index(_stripe(after)) if after else 0 :]:
+            keys, _ = self._session_keys(stripe)
+            for key in sorted(k for k in keys if k > after):
+                if read == limit:  # another key follows: this page ends at the last one read
+                    return ScanPage(tuple(found), last)
+                read += 1
+                last = key
+                record = self._live(key, now)
+                if record is not None and not is_renewal_alias(record.fields, record.meta):
+                    found.append((key, record.meta))
+        return ScanPage(tuple(found), "")

@@ -20,9 +20,17 @@ from typing import Any
 from urllib.parse import SplitResult
 
 from ..core.patch import apply_patch_text
-from ..core.records import Delta, Meta, Op, Record
+from ..core.records import (
+    Delta,
+    Meta,
+    Op,
+    Record,
+    ScanPage,
+    is_renewal_alias,
+    scan_start,
+)
 from ..errors import ConfigError
-from .base import MethodStore
+from .base import PurgeNaming
 
 #: How many heap entries each Rename examines on its way.
 SWEEP_BATCH = 32
@@ -39,7 +47,7 @@ class _Entry:
     meta: Meta
 
 
-class MemoryStore(MethodStore):
+class MemoryStore(PurgeNaming):
     """Sessions in a dict. Lost on restart; not shared between processes."""
 
     name = "memory"
@@ -172,7 +180,8 @@ class MemoryStore(MethodStore):
                     out.append((key, entry.meta))
             return out
 
-    def do_purge(self, now: float, batch: int) -> int:
+    def _purge(self, now: float, batch: int, sessions: list[tuple[str, Meta]] | None) -> int:
+        """Remove what expired at ``now``; name the sessions among it in ``sessions``."""
         if batch < 1:
             raise ConfigError(f"purge batch must be at least 1, not {batch}")
         removed = 0
@@ -180,7 +189,10 @@ class MemoryStore(MethodStore):
             with self._lock:  # batches keep the lock short for concurrent requests
                 dead = [k for k, e in self._data.items() if e.meta.expires_at <= now][:batch]
                 for k in dead:
-                    self._index(k, self._data.pop(k).meta, None)
+                    entry = self._data.pop(k)
+                    self._index(k, entry.meta, None)
+                    if sessions is not None and not is_renewal_alias(entry.fields, entry.meta):
+                        sessions.append((k, entry.meta))
             removed += len(dead)
             if len(dead) < batch:
                 with self._lock:  # drop the heap's stale entries (deleted, renamed keys)
@@ -191,3 +203,13 @@ class MemoryStore(MethodStore):
     def do_count(self, now: float) -> int:
         with self._lock:
             return sum(1 for e in self._data.values() if e.meta.expires_at > now)
+
+    def do_scan(self, now: float, cursor: str, limit: int) -> ScanPage:
+        after = scan_start(cursor, limit)
+        with self._lock:  # one pass over the keys (no sorted copy of the whole dict)
+            window = heapq.nsmallest(limit + 1, (k for k in self._data if k > after))
+            read = window[:limit]
+            found = [(k, e.meta) for k in read if (e := self._data[k]).meta.expires_at > now
+                     and not is_renewal_alias(e.fields, e.meta)]
+        # One key more than the page was looked at, only to know whether another page follows.
+        return ScanPage(tuple(found), read[-1] if len(window) > limit else "")

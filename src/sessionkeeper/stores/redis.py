@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
-from ..core.records import Apply, Count, Create, Delete, ListUser, Load, Op, Purge, Rename
+from ..core.records import Apply, Count, Create, Delete, ListUser, Load, Op, Purge, Rename, Scan
 from ..errors import ConfigError, StoreError
 from .base import Store, redact_url
 
@@ -35,7 +35,21 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "the Redis store needs redis-py: pip install 'sessionkeeper[redis]'"
     ) from exc
 
-from ._redis_plan import Layout, Nodes, Plan, PoolBusy, RedisPlans, Request, drive_async, drive_sync
+from ._redis_plan import (
+    NOT_DIRECT,
+    REDIS_ERRORS,
+    Layout,
+    Nodes,
+    Plan,
+    PoolBusy,
+    RedisPlans,
+    Request,
+    Send,
+    drive_async,
+    drive_sync,
+    translate,
+)
+from ._redis_wire import AsyncWire, Slots, SyncWire
 
 Kind = Literal["single", "cluster", "sentinel"]
 
@@ -98,11 +112,12 @@ def _db(text: str) -> int:
 
 
 def _closed_under_us(exc: AttributeError) -> RedisConnectionError:
-    """redis-py closes a client's connections on some errors (its asyncio Cluster client does
-    ``aclose()`` on CLUSTERDOWN, e.g. while a restarted node rejoins) while other commands are
-    using them; those fail inside redis-py with ``'NoneType' object has no attribute
-    'writelines'`` or alike. That is a connection lost mid-command: a redis ConnectionError
-    (so a 503, and the plan sees it as any lost reply), not an internal error (a 500)."""
+    """redis-py may close a client's connections while other commands are using them (its
+    asyncio Cluster client drops a failing node's idle connections without taking them out
+    of the pool first; its ``aclose()`` on CLUSTERDOWN is tamed in ``_redis_cluster``); those
+    fail inside redis-py with ``'NoneType' object has no attribute 'writelines'`` or alike.
+    That is a connection lost mid-command: a redis ConnectionError (so a 503, and the plan
+    sees it as any lost reply), not an internal error (a 500)."""
     if "NoneType" not in str(exc):
         raise exc
     return RedisConnectionError(f"connection closed while in use ({exc})")
@@ -268,7 +283,7 @@ class RedisStore(Store):
         self._address = redact_url(urlsplit(
             f"{scheme}://{username + '@' if username else ''}{hosts_text}{path}"))
         # The gates: how many commands may hold a connection at once (see max_connections).
-        self._gate = threading.BoundedSemaphore(max_connections)
+        self._gate = Slots(max_connections)
         self._agate: asyncio.Semaphore | None = None
         layout = Layout(prefix, cluster=kind == "cluster", rename_ttl=rename_ttl, index_grace=index_grace,
                         move_wait=move_wait)
@@ -342,6 +357,8 @@ class RedisStore(Store):
                 return p.delete(key)
             case ListUser(user_id, now):
                 return p.list_user(user_id, now)
+            case Scan() | Purge(report=True):  # whole-store reads and reports
+                return p.maintenance(op)
             case Purge(now, batch):
                 return p.purge(now, batch)
             case Count(now):
@@ -350,10 +367,34 @@ class RedisStore(Store):
 
     def execute(self, op: Op) -> Any:
         """Perform one operation with the sync client."""
+        if type(op) is Load or type(op) is Apply:  # the request path: see RedisPlans.direct
+            cmd = self.plans.direct(op)
+            if cmd is not None:
+                try:
+                    reply = self._io(Send((cmd,)))[0]
+                    result = self.plans.direct_result(op, reply)
+                    if result is NOT_DIRECT:  # the server lost its scripts: EVAL, once
+                        again = Send((self.plans.direct_eval(op, cmd),))
+                        result = self.plans.direct_result(op, self._io(again)[0])
+                except REDIS_ERRORS as exc:
+                    raise translate(exc, self._address) from exc
+                return result
         return drive_sync(self._plan(op), self._io, self._address)
 
     async def aexecute(self, op: Op) -> Any:
         """Perform one operation with the async client (made in this loop on first use)."""
+        if type(op) is Load or type(op) is Apply:  # the request path: see RedisPlans.direct
+            cmd = self.plans.direct(op)
+            if cmd is not None:
+                try:
+                    reply = (await self._aio(Send((cmd,))))[0]
+                    result = self.plans.direct_result(op, reply)
+                    if result is NOT_DIRECT:  # the server lost its scripts: EVAL, once
+                        again = Send((self.plans.direct_eval(op, cmd),))
+                        result = self.plans.direct_result(op, (await self._aio(again))[0])
+                except REDIS_ERRORS as exc:
+                    raise translate(exc, self._address) from exc
+                return result
         return await drive_async(self._plan(op), self._aio, self._address)
 
     def _busy(self) -> PoolBusy:
@@ -367,16 +408,18 @@ class RedisStore(Store):
         ):
             raise self._busy()
         try:
-            return self._io_now(request)
+            client = self._sync_client()
+            if type(client) is SyncWire:  # one server: the store's own wire (_redis_wire)
+                return [None] if type(request) is Nodes else client.call(request.cmds)  # type: ignore[union-attr]
+            return self._io_now(client, request)
         except AttributeError as exc:
             raise _closed_under_us(exc) from exc
         finally:
             gate.release()
 
-    def _io_now(self, request: Request) -> Any:
-        client = self._sync_client()
+    def _io_now(self, client: Any, request: Request) -> Any:
         if isinstance(request, Nodes):
-            return client.get_primaries() if self.kind == "cluster" else [None]
+            return client.get_primaries()
         if request.node is not None:
             return [client.execute_command(*request.cmds[0], target_nodes=request.node)]
         if len(request.cmds) == 1:
@@ -391,8 +434,7 @@ class RedisStore(Store):
 
     async def _aio(self, request: Request) -> Any:
         client = self._async_client()
-        gate = self._agate
-        assert gate is not None  # made with the client
+        gate: Any = self._agate  # made with the client
         if gate.locked():  # every slot taken (or others already queue): wait, bounded
             if self.pool_timeout <= 0:
                 raise self._busy()
@@ -404,6 +446,8 @@ class RedisStore(Store):
         else:  # a free slot: acquire() returns without suspending
             await gate.acquire()
         try:
+            if type(client) is AsyncWire:  # one server: the store's own wire (_redis_wire)
+                return [None] if type(request) is Nodes else await client.call(request.cmds)  # type: ignore[union-attr]
             return await self._aio_now(client, request)
         except AttributeError as exc:
             raise _closed_under_us(exc) from exc
@@ -412,8 +456,6 @@ class RedisStore(Store):
 
     async def _aio_now(self, client: Any, request: Request) -> Any:
         if isinstance(request, Nodes):
-            if self.kind != "cluster":
-                return [None]
             await client.initialize()  # unlike the sync client, it learns the nodes lazily
             return client.get_primaries()
         if request.node is not None:
@@ -443,7 +485,7 @@ class RedisStore(Store):
 
     def _async_client(self) -> Any:
         loop = asyncio.get_running_loop()
-        if self._async is None or self._async_loop is not loop:
+        if self._async_loop is not loop or self._async is None:
             self._async = self._make_client(asynchronous=True)
             self._agate = asyncio.Semaphore(self.max_connections)
             self._async_loop = loop
@@ -456,34 +498,45 @@ class RedisStore(Store):
         # report a created session as taken, or a renamed one as gone.
         kwargs = {**self.connection_kwargs, "retry": retry_cls(NoBackoff(), 0)}
         if self.kind == "cluster":
+            from ._redis_cluster import AsyncRedisCluster
+
             cluster: Any = redis.asyncio.cluster if asynchronous else redis.cluster
-            return cluster.RedisCluster(
+            # asyncio: redis-py's client minus closing connections under running commands
+            # (see _redis_cluster); the sync one does not do that.
+            client_class: Any = AsyncRedisCluster if asynchronous else redis.cluster.RedisCluster
+            return client_class(
                 startup_nodes=[cluster.ClusterNode(h, p) for h, p in self.hosts],
                 ssl=self.ssl,
                 max_connections=self.max_connections,
                 **kwargs,
             )
+        # One server: redis-py's pool only makes the connections; the wire keeps them (the
+        # gate in _io/_aio bounds how many are in use). Async connections get no socket
+        # timeout of their own: the wire gives each round trip one deadline instead.
+        if asynchronous:
+            kwargs["socket_timeout"] = None
         if self.kind == "sentinel":
             module: Any = redis.asyncio.sentinel if asynchronous else redis.sentinel
             sentinel = module.Sentinel(self.hosts, sentinel_kwargs=self.sentinel_kwargs)
-            client = sentinel.master_for(
+            pool = sentinel.master_for(
                 self.service, db=self.db, max_connections=self.max_connections, **kwargs
-            )
-            # The master's client does not own the connections to the Sentinels: close them too.
+            ).connection_pool
+            # The wire does not own the connections to the Sentinels: close them too.
             self._sentinels[asynchronous] = list(sentinel.sentinels)
-            return client
-        host, port = self.hosts[0]
-        # The non-blocking pool: the gate in _io/_aio does the waiting, so the pool never
-        # finds itself empty, and taking a free connection costs no condition variable.
-        pool = lib.ConnectionPool(
-            host=host,
-            port=port,
-            db=self.db,
-            connection_class=lib.SSLConnection if self.ssl else lib.Connection,
-            max_connections=self.max_connections,
-            **{k: v for k, v in kwargs.items() if v is not None},
-        )
-        return lib.Redis.from_pool(pool)
+        else:
+            host, port = self.hosts[0]
+            pool = lib.ConnectionPool(
+                host=host,
+                port=port,
+                db=self.db,
+                connection_class=lib.SSLConnection if self.ssl else lib.Connection,
+                max_connections=self.max_connections,
+                # socket_timeout is kept when None: redis-py's own default is 5 s
+                **{k: v for k, v in kwargs.items() if v is not None or k == "socket_timeout"},
+            )
+        if asynchronous:
+            return AsyncWire(pool, self.connection_kwargs["socket_timeout"])
+        return SyncWire(pool)
 
     def close(self) -> None:
         """Disconnect the sync client (a later operation reconnects)."""

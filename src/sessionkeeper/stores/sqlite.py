@@ -19,7 +19,10 @@ How it keeps the store rules:
   the write lock: still one statement, and no JSON path is ever built from a name (SQLite's
   path syntax cannot spell every key, e.g. one holding both a quote and a dot).
 - ``Rename`` copies and deletes inside ``BEGIN IMMEDIATE``: no other writer in between.
-- ``Purge`` deletes in batches, each its own short transaction, so requests keep flowing.
+- ``Purge`` deletes in batches, each its own short transaction, so requests keep flowing;
+  ``Purge(report=True)`` is the same statement with ``RETURNING`` (SQLite >= 3.35).
+- ``Scan`` reads keyset pages (``key > cursor ORDER BY key LIMIT n``, the primary key's
+  index), one short autocommit read each: no transaction, nothing locked between pages.
 - ``Load`` never returns a row whose ``expires_at <= now``. A row that has also passed its
   ``absolute_at`` is garbage (the rule Redis applies with its TTLs: a merely idle session
   stays until then, so the request flow can still report it as expired rather than unknown):
@@ -49,10 +52,17 @@ from urllib.parse import SplitResult, unquote
 
 from ..core.ids import is_valid_key
 from ..core.patch import apply_patch_text, ops_from_json, ops_to_json
-from ..core.records import Delta, Meta, Record
+from ..core.records import (
+    Delta,
+    Meta,
+    Record,
+    ScanPage,
+    is_renewal_alias,
+    scan_start,
+)
 from ..errors import ConfigError, StoreError, StoreUnavailable
 from . import _trust
-from .base import MethodStore, redact_url
+from .base import PurgeNaming, redact_url
 
 __all__ = ["SCHEMA", "TABLE", "SQLiteStore"]
 
@@ -122,6 +132,21 @@ _SWEEP = (
     f"(SELECT rowid FROM {TABLE} WHERE absolute_at <= :now AND +expires_at <= :now LIMIT {SWEEP_BATCH})"
 )
 _COUNT = f"SELECT count(*) FROM {TABLE} WHERE expires_at > :now"  # noqa: S608
+# What a purge report and a scan read of a row: its key, its data only where the metadata
+# may be a renewal alias's (core/records.py: the metadata and field names then decide; a
+# session's data is not read for nothing), and its metadata. No "user_id IS NULL" here:
+# SQLite 3.40 evaluates it wrongly in a DELETE's RETURNING on this table (it gives false for
+# a NULL user id), and the two conditions left already leave out nearly every session.
+_MAYBE_ALIAS = "expires_at = absolute_at AND created_at = last_seen"
+_REPORTED = f"key, CASE WHEN {_MAYBE_ALIAS} THEN data END, " + ", ".join(_META_COLS)
+_PURGE_REPORT = _PURGE + f" RETURNING {_REPORTED}"
+# A window of limit + 1 keys in key order (the extra one only says whether a page follows),
+# live or not, so that every statement reads a bounded number of rows even when most of the
+# table has expired; the live ones are picked in Python.
+_SCAN = (
+    f"SELECT expires_at > :now, {_REPORTED} FROM {TABLE} "  # noqa: S608
+    "WHERE key > :after ORDER BY key LIMIT :window"
+)
 
 
 def _data_sql(nested: bool) -> str:
@@ -234,7 +259,7 @@ class _Local(threading.local):
     handle: _Handle | None = None
 
 
-class SQLiteStore(MethodStore):
+class SQLiteStore(PurgeNaming):
     """Sessions in one SQLite table (see :data:`SCHEMA`).
 
     ``path`` is a database file (created 0600 if missing) or ``":memory:"``.
@@ -483,14 +508,20 @@ class SQLiteStore(MethodStore):
                 out.append((str(row[0]), record.meta))
         return out
 
-    def do_purge(self, now: float, batch: int) -> int:
+    def _purge(self, now: float, batch: int, sessions: list[tuple[str, Meta]] | None) -> int:
         if batch < 1:
             raise ConfigError(f"purge batch must be at least 1, not {batch!r}")
         removed = 0
+        params = {"now": now, "batch": batch}
         while True:
             # Each batch is its own autocommit statement: the write lock is held briefly.
             with self._conn() as conn:
-                n = conn.execute(_PURGE, {"now": now, "batch": batch}).rowcount
+                if sessions is None:
+                    n = conn.execute(_PURGE, params).rowcount
+                else:
+                    rows = conn.execute(_PURGE_REPORT, params).fetchall()
+                    n = len(rows)
+                    sessions += _named(rows)
             removed += n
             if n < batch:
                 return removed
@@ -498,3 +529,25 @@ class SQLiteStore(MethodStore):
     def do_count(self, now: float) -> int:
         with self._conn() as conn:
             return int(conn.execute(_COUNT, {"now": now}).fetchone()[0])
+
+    def do_scan(self, now: float, cursor: str, limit: int) -> ScanPage:
+        after = scan_start(cursor, limit)
+        with self._conn() as conn:
+            rows = conn.execute(_SCAN, {"now": now, "after": after, "window": limit + 1}).fetchall()
+        read = rows[:limit]
+        found = _named([row[1:] for row in read if row[0]])
+        return ScanPage(tuple(found), str(read[-1][1]) if len(rows) > limit else "")
+
+
+def _named(rows: list[Any]) -> list[tuple[str, Meta]]:
+    """The sessions among rows of ``_REPORTED`` columns, renewal aliases and unreadable rows
+    left out."""
+    out = []
+    for key, data, *cols in rows:
+        record = _record(("{}" if data is None else data, *cols))
+        if record is None:
+            continue
+        if data is not None and is_renewal_alias(record.fields, record.meta):
+            continue
+        out.append((str(key), record.meta))
+    return out
