@@ -165,6 +165,78 @@ def diff_cost(rounds: int) -> None:
         print(f"{label:8} {min(enc):16.1f} {min(dif):9.1f} {len(ops or ()):4}")
 
 
+def wire_cost(redis_url: str, n: int, rounds: int) -> None:
+    """CPU µs per command (issue 14): one EVALSHA the size of a typical Apply (22 arguments)
+    sent through redis-py's ``execute_command`` and through the store's own path
+    (``stores/_redis_wire.py``), async and sync, and a whole store Load and Apply. CPU time
+    of this process (user + system), so the round trip's wait is not counted, but the socket
+    calls are; the best of ``rounds`` batches."""
+    import redis
+    import redis.asyncio
+
+    from sessionkeeper import open_store
+    from sessionkeeper.core.records import Apply, Create, Delta, Load, Meta, Record
+    from sessionkeeper.stores._redis_wire import AsyncWire, SyncWire
+
+    script = "return redis.call('HGET', KEYS[1], 'x')"
+    sha = redis.Redis.from_url(redis_url).script_load(script)
+    args = ("EVALSHA", sha, 1, b"wire:{bench}", *(b"argument-%d" % i for i in range(18)))
+    key = "0" * 64
+    now = time.time()
+    meta = Meta(now, now, now + 1800, now + 36000, None, None,
+                {"ip": "127.0.0.1", "ua": "bench", "net": "127.0.0.0/24", "rot": repr(now)})
+    delta = Delta(set={"counter": "2"}, meta=meta)
+
+    def best(fn: Any) -> float:
+        out = float("inf")
+        for _ in range(rounds):
+            c0 = time.process_time()
+            fn()
+            out = min(out, (time.process_time() - c0) / n * 1e6)
+        return out
+
+    async def amain() -> dict[str, float]:
+        client = redis.asyncio.Redis.from_url(redis_url, protocol=2)
+        pool = redis.asyncio.ConnectionPool.from_url(redis_url, protocol=2, socket_timeout=None)
+        wire = AsyncWire(pool, 5.0)
+        store = open_store(redis_url, prefix="micro:")
+        await store.aexecute(Create(key, Record({"counter": "1"}, meta)))
+        out = {}
+        for name, fn in (("async execute_command", lambda: client.execute_command(*args)),
+                         ("async store wire", lambda: wire.call((args,))),
+                         ("async store Load", lambda: store.aexecute(Load(key, now))),
+                         ("async store Apply", lambda: store.aexecute(Apply(key, delta, now)))):
+            for _ in range(200):
+                await fn()
+            res = float("inf")
+            for _ in range(rounds):
+                c0 = time.process_time()
+                for _ in range(n):
+                    await fn()
+                res = min(res, (time.process_time() - c0) / n * 1e6)
+            out[name] = res
+        await client.aclose()
+        await wire.aclose()
+        await store.aclose()
+        return out
+
+    results = asyncio.run(amain())
+    client = redis.Redis.from_url(redis_url, protocol=2)
+    wire = SyncWire(redis.ConnectionPool.from_url(redis_url, protocol=2))
+    store = open_store(redis_url, prefix="micro:")
+    for name, one in (("sync execute_command", lambda: client.execute_command(*args)),
+                      ("sync store wire", lambda: wire.call((args,))),
+                      ("sync store Load", lambda: store.execute(Load(key, now))),
+                      ("sync store Apply", lambda: store.execute(Apply(key, delta, now)))):
+        for _ in range(200):
+            one()
+        results[name] = best(lambda one=one: [one() for _ in range(n)])  # type: ignore[misc]
+    store.close()
+    print(f"{'path':24} {'CPU µs per command':>19}")
+    for name, us in results.items():
+        print(f"{name:24} {us:19.1f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--n", type=int, default=5000, help="requests per batch")
@@ -173,9 +245,14 @@ def main() -> None:
     p.add_argument("--redis", default="redis://127.0.0.1:6379/15", help="Redis for the Redis variants")
     p.add_argument("--child", nargs=2, metavar=("FRAMEWORK", "WORKLOAD"), help=argparse.SUPPRESS)
     p.add_argument("--diff", action="store_true", help="the cost of diffing a changed value (issue 12)")
+    p.add_argument("--wire", action="store_true",
+                   help="CPU per Redis command: redis-py's execute_command vs the store's own path")
     args = p.parse_args()
     if args.diff:
         diff_cost(args.rounds)
+        return
+    if args.wire:
+        wire_cost(args.redis, args.n, max(args.rounds, 5))
         return
     if args.child:
         print(json.dumps(child(args.child[0], args.child[1], args.n)))

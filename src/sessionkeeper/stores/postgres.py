@@ -153,6 +153,14 @@ def _stale(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool
     return bool(readable)
 
 
+def _has_rows(cur: Any) -> bool:
+    """Whether the statement returned rows to fetch. Not ``cur.description is not None``:
+    that builds a ``Column`` object per column on every call (a fifth of a Load's CPU in
+    psycopg 3.3, measured with cProfile); the result's field count says the same."""
+    res = cur.pgresult
+    return res is not None and res.nfields > 0
+
+
 class PostgresStore(Store):
     """Sessions in a PostgreSQL table, shared by every process that uses the same table.
 
@@ -362,7 +370,7 @@ class PostgresStore(Store):
             try:
                 while True:
                     cur = conn.execute(step.query, step.params, prepare=step.prepare)
-                    step = plan.send(cur.fetchall() if cur.description is not None else [])
+                    step = plan.send(cur.fetchall() if _has_rows(cur) else [])
             except StopIteration as stop:
                 return stop.value
             finally:
@@ -410,7 +418,7 @@ class PostgresStore(Store):
             try:
                 while True:
                     cur = await conn.execute(step.query, step.params, prepare=step.prepare)
-                    step = plan.send(await cur.fetchall() if cur.description is not None else [])
+                    step = plan.send(await cur.fetchall() if _has_rows(cur) else [])
             except StopIteration as stop:
                 return stop.value
             finally:
