@@ -533,7 +533,7 @@ def section(rows: list[Row], command: str, run_seconds: float, sessions: int, in
     return "\n".join([
         HEADING,
         "",
-        "Written by `bench/soak.py` (issue 16): for each shared store and each adapter, with the",
+        "Written by `bench/soak.py`: for each shared store and each adapter, with the",
         "library's default options, a cold burst on one session and then steady, restart and pause",
         "runs. Regenerate it with",
         "",
@@ -542,8 +542,10 @@ def section(rows: list[Row], command: str, run_seconds: float, sessions: int, in
         "```",
         "",
         f"Run {when} on {os.cpu_count()} cores shared with other work (hence the latencies: they",
-        "measure a busy machine, not the library). Scaled to the time budget:",
-        f"{sessions} sessions under load (not 10,000), {run_seconds:.0f} s per steady/restart/pause",
+        "measure a busy machine, not the library). Scaled to the time budget:"
+        if sessions < 10_000 else "measure a busy machine, not the library):",
+        f"{sessions:,} sessions under load{' (not 10,000)' if sessions < 10_000 else ''},"
+        f" {run_seconds:.0f} s per steady/restart/pause",
         f"run, {in_flight} requests in flight; the burst is the full 1,000 requests, 200 in flight.",
         "",
         "- *burst*: 1,000 requests on ONE session, 200 in flight, each adding its own key after",
@@ -585,7 +587,7 @@ def section(rows: list[Row], command: str, run_seconds: float, sessions: int, in
 
 POOL_NOTE = """\
 Pool defaults. The Redis store used to shed every command that found its 100 connections in
-use (`pool_timeout` 0): issue 16's burst got 37-79 answers 503 per 1,000 on a cold server,
+use (`pool_timeout` 0): a burst of 1,000 requests got 37-79 answers 503 on a cold server,
 and `tests/stores/test_burst.py` saw 200 of 300 commands fail through the async face (132-154
 of 300 through the sync face; 200 of 300 requests through uvicorn). Now such a command waits
 for a free connection, up to `pool_timeout`, 2 s by default: the longest wait measured with
