@@ -16,7 +16,17 @@ from .core.events import EventKind, SessionEvent, Subscriber
 from .core.flow import SessionFlow
 from .core.ids import new_token, storage_key
 from .core.lifecycle import Device
-from .core.records import Delta, Meta, PatchAppend, PatchDelete, PatchOp, PatchSet, Record
+from .core.records import (
+    Delta,
+    Meta,
+    PatchAppend,
+    PatchDelete,
+    PatchOp,
+    PatchSet,
+    PurgeReport,
+    Record,
+    ScanPage,
+)
 from .core.session import Session
 from .errors import (
     ConfigError,
@@ -40,7 +50,9 @@ __all__ = [
     "PatchDelete",
     "PatchOp",
     "PatchSet",
+    "PurgeReport",
     "Record",
+    "ScanPage",
     "Session",
     "SessionConfig",
     "SessionEncodeError",

@@ -87,7 +87,9 @@ def test_idle_connections_survive_a_server_restart(server: redis_servers.RedisSe
 
 def test_a_cancelled_command_never_hands_its_reply_to_the_next(server: redis_servers.RedisServer) -> None:
     """A request cancelled while its reply is on the way (client gone, server shutdown) must
-    not leave that reply on the connection for the next request to read as its own."""
+    not leave that reply on the connection for the next request to read as its own: that
+    would hand one client's session to another (ASVS 5.0 V7, WSTG-SESS: session data stays
+    with the session it belongs to)."""
     store = open_on(server)
 
     async def main() -> None:

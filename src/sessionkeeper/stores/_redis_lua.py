@@ -306,7 +306,6 @@ for i = 1, #h, 2 do
   elseif k == 'e' then e = h[i + 1] end
 end
 if not (e and m) then return cjson.encode(h) end
-if next(f) == nil then return '{"e":' .. cjson.encode(e) .. ',"m":' .. m .. ',"f":{}}' end
 return '{"e":' .. cjson.encode(e) .. ',"m":' .. m .. ',"f":' .. cjson.encode(f) .. '}'
 """)
 

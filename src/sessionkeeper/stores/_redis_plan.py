@@ -411,11 +411,7 @@ class RedisPlans:
 
     def script(self, script: lua.Script, keys: list[bytes], args: list[Arg]) -> Plan[Any]:
         """EVALSHA, and EVAL if the server lost the script: one round trip, rarely two."""
-        tail = (len(keys), *keys, *args)
-        reply = (yield Send((("EVALSHA", script.sha, *tail),)))[0]
-        if isinstance(reply, NoScriptError):
-            reply = (yield Send((("EVAL", script.source, *tail),)))[0]
-        return _check(reply)
+        return (yield from self._run(("EVALSHA", script.sha, len(keys), *keys, *args), script))
 
     def scripts(self, calls: list[tuple[lua.Script, list[bytes], list[Arg]]]) -> Plan[list[Any]]:
         """Several script calls as one pipeline, re-sending the NOSCRIPT ones with EVAL."""
@@ -507,7 +503,7 @@ class RedisPlans:
         return ("EVALSHA", lua.APPLY.sha, 1, self.layout.session(key), *header, *fields)
 
     def _run(self, cmd: tuple[Arg, ...], script: lua.Script) -> Plan[Any]:
-        """:meth:`script` for a ready EVALSHA command."""
+        """Send a ready EVALSHA command of ``script``; EVAL it if the server lost the script."""
         reply = (yield Send((cmd,)))[0]
         if isinstance(reply, NoScriptError):
             reply = (yield Send((("EVAL", script.source, *cmd[2:]),)))[0]
@@ -566,11 +562,11 @@ class RedisPlans:
 
     def _apply_at(self, key: str, delta: Delta, now: float, origin: str = "") -> Plan[list[Any]]:
         """One APPLY (and the index upkeep after a write): the script's reply."""
-        x = self._index_of(delta.meta)
         reply = yield from self._run(self._apply_cmd(key, delta, now, origin), lua.APPLY)
         if reply == 1:  # written; a single server kept the index itself
             return [1]
         if reply[0] == 1 and self.layout.cluster and delta.meta is not None:
+            x = self._index_of(delta.meta)
             old_x, join = reply[1], reply[2]
             if x and join:
                 yield from self.soft(self._enlist(x, key, now, delta.meta))

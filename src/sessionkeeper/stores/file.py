@@ -340,9 +340,13 @@ class FileStore(PurgeNaming):
                 raise
 
     def _mark(self, user_id: str | None, key: str) -> None:
-        if user_id is None:
-            return
-        directory = os.path.join(self._users, _user_dir_name(user_id))
+        if user_id is not None:
+            self._put_marker(os.path.join(self._users, _user_dir_name(user_id)), key, "user index")
+
+    def _put_marker(self, directory: str, key: str, what: str) -> None:
+        """An empty file ``key`` in ``directory`` (made if need be), owner-only whatever the
+        umask; a purge or sweep may remove the (then empty) directory in between: make it
+        again."""
         for _ in range(10):
             try:
                 os.mkdir(directory, 0o700)
@@ -360,8 +364,8 @@ class FileStore(PurgeNaming):
                         os.close(fd)
                 return
             except FileNotFoundError:
-                continue  # purge removed the (then empty) directory in between: make it again
-        raise StoreError(f"cannot write the user index under {directory!r}")
+                continue
+        raise StoreError(f"cannot write the {what} under {directory!r}")
 
     def _unmark(self, user_id: str | None, key: str) -> None:
         if user_id is not None:
@@ -547,24 +551,7 @@ class FileStore(PurgeNaming):
         at = _garbage_from(meta)
         if at - meta.created_at > _SHORT:
             return  # a session: purge's business
-        directory = os.path.join(self._slots, str(int(at // _SLOT)))
-        for _ in range(10):
-            try:
-                os.mkdir(directory, 0o700)
-                os.chmod(directory, 0o700)
-            except FileExistsError:
-                pass
-            try:
-                with self._dir(directory) as dfd:
-                    fd = os.open(key, _MARK, 0o600, dir_fd=dfd)
-                    try:
-                        os.fchmod(fd, 0o600)
-                    finally:
-                        os.close(fd)
-                return
-            except FileNotFoundError:
-                continue  # a sweep removed the (then empty) slot in between: make it again
-        raise StoreError(f"cannot write the expiry index under {directory!r}")
+        self._put_marker(os.path.join(self._slots, str(int(at // _SLOT))), key, "expiry index")
 
     def _sweep_slots(self, now: float, budget: int | None) -> None:
         """Take markers from slots wholly past ``now`` (at most ``budget``; all if None)."""
