@@ -302,7 +302,8 @@ def _field_args(
 
 
 def hash_from_json(raw: Any) -> dict[bytes, bytes]:
-    """The reply of the LOAD script (a JSON array of names and values) as HGETALL's dict."""
+    """The LOAD script's reply for anything but a session (a JSON array of names and values:
+    a tombstone, a marker; see ``lua.LOAD``) as HGETALL's dict; ``{}`` for its session form."""
     try:
         items = json.loads(raw)
     except (TypeError, ValueError):

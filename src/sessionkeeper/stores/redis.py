@@ -174,7 +174,7 @@ class RedisStore(Store):
       expiry; Redis expires the hash itself at ``expires_at`` (PEXPIREAT), and every read also
       checks ``expires_at`` against the caller's clock.
     - Load, Create, Apply, Delete and (single server) Rename are one round trip each: one
-      HGETALL or one EVALSHA (EVAL when the server lost its script cache). Commands are never
+      EVALSHA (EVAL when the server lost its script cache). Commands are never
       retried: a write whose reply was lost cannot safely be sent twice. In a Cluster a user's
       index is in another slot, so a write that changes it costs one more command, and Rename
       is a two-step move (3-4 commands) that never leaves two live copies (see ``_redis_plan``).
