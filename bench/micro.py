@@ -17,12 +17,14 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 BENCH = Path(__file__).resolve().parent
 APPS = BENCH / "apps"
@@ -165,18 +167,24 @@ def diff_cost(rounds: int) -> None:
         print(f"{label:8} {min(enc):16.1f} {min(dif):9.1f} {len(ops or ()):4}")
 
 
+def _host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 6379
+
+
 def wire_cost(redis_url: str, n: int, rounds: int) -> None:
     """CPU µs per command (issue 14): one EVALSHA the size of a typical Apply (22 arguments)
     sent through redis-py's ``execute_command`` and through the store's own path
-    (``stores/_redis_wire.py``), async and sync, and a whole store Load and Apply. CPU time
-    of this process (user + system), so the round trip's wait is not counted, but the socket
-    calls are; the best of ``rounds`` batches."""
+    (``stores/_redis_wire.py``), async and sync, and a whole store Load and Apply; and, as the
+    floor no client can go below, the same bytes over a bare socket (one send, one read). CPU
+    time of this process (user + system), so the round trip's wait is not counted, but the
+    socket calls are; the best of ``rounds`` batches."""
     import redis
     import redis.asyncio
 
     from sessionkeeper import open_store
     from sessionkeeper.core.records import Apply, Create, Delta, Load, Meta, Record
-    from sessionkeeper.stores._redis_wire import AsyncWire, SyncWire
+    from sessionkeeper.stores._redis_wire import AsyncWire, SyncWire, pack
 
     script = "return redis.call('HGET', KEYS[1], 'x')"
     sha = redis.Redis.from_url(redis_url).script_load(script)
@@ -195,7 +203,35 @@ def wire_cost(redis_url: str, n: int, rounds: int) -> None:
             out = min(out, (time.process_time() - c0) / n * 1e6)
         return out
 
+    host, port = _host_port(redis_url)
+    packed = pack((args,))
+
+    async def araw() -> None:  # the floor: the same bytes over a bare asyncio stream
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(packed)
+        await reader.readuntil(b"\r\n")
+        c0 = time.process_time()
+        for _ in range(n):
+            writer.write(packed)
+            await reader.readuntil(b"\r\n")  # the script's reply is one line ($-1)
+        raw["async raw socket (floor)"] = (time.process_time() - c0) / n * 1e6
+        writer.close()
+
+    def sraw() -> None:  # the floor, blocking: one sendall, one recv
+        sock = socket.create_connection((host, port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(n):
+            sock.sendall(packed)
+            sock.recv(65536)
+        sock.close()
+
+    raw: dict[str, float] = {}
+
     async def amain() -> dict[str, float]:
+        for _ in range(rounds):
+            before = raw.get("async raw socket (floor)", float("inf"))
+            await araw()
+            raw["async raw socket (floor)"] = min(before, raw["async raw socket (floor)"])
         client = redis.asyncio.Redis.from_url(redis_url, protocol=2)
         pool = redis.asyncio.ConnectionPool.from_url(redis_url, protocol=2, socket_timeout=None)
         wire = AsyncWire(pool, 5.0)
@@ -220,7 +256,9 @@ def wire_cost(redis_url: str, n: int, rounds: int) -> None:
         await store.aclose()
         return out
 
-    results = asyncio.run(amain())
+    measured = asyncio.run(amain())
+    results = {**raw, **measured}  # the floor first
+    results["sync raw socket (floor)"] = best(sraw)
     client = redis.Redis.from_url(redis_url, protocol=2)
     wire = SyncWire(redis.ConnectionPool.from_url(redis_url, protocol=2))
     store = open_store(redis_url, prefix="micro:")

@@ -171,11 +171,17 @@ def _plain(
     return [body]
 
 
+# The few request headers the flow reads, by their WSGI environ keys (PEP 3333: HTTP_ and the
+# name upper-cased, "-" as "_"). Looked up one by one: a browser sends a dozen or more headers,
+# and converting them all cost more than the rest of this function.
+_WANTED = (("cookie", "HTTP_COOKIE"), ("host", "HTTP_HOST"), ("user-agent", "HTTP_USER_AGENT"),
+           ("origin", "HTTP_ORIGIN"), ("sec-fetch-site", "HTTP_SEC_FETCH_SITE"))
+
+
 def request_info(environ: dict[str, Any], header_name: str) -> RequestInfo:
     """What the flow needs from a WSGI environ."""
-    headers = {
-        k[5:].replace("_", "-").lower(): str(v) for k, v in environ.items() if k.startswith("HTTP_")
-    }
+    token = (header_name.lower(), "HTTP_" + header_name.upper().replace("-", "_"))
+    headers = {name: str(environ[key]) for name, key in (*_WANTED, token) if key in environ}
     return info_from_headers(
         str(environ.get("REQUEST_METHOD") or "GET"),
         headers,

@@ -138,3 +138,27 @@ def test_a_forked_child_never_shares_its_parents_connections(server: redis_serve
     got = store.execute(Load(key(1), NOW))
     assert got is not None and {f"c{n}" for n in range(50)} | {f"p{n}" for n in range(50)} <= set(got.fields)
     store.close()
+
+
+def test_the_suite_runs_both_reply_parsers(tmp_path: Any) -> None:
+    """The dev extras install hiredis (``sessionkeeper[hiredis]``): the conformance suite's
+    ``redis`` backend parses replies with it, ``redis-pyparser`` with redis-py's pure-Python
+    parser (a plain ``sessionkeeper[redis]``). A parser that went unused would leave one of
+    the two configurations users run untested."""
+    from redis._parsers import _AsyncHiredisParser, _AsyncRESP2Parser, _HiredisParser, _RESP2Parser
+
+    from .backends import redis as backend
+
+    for name, parsers in (("redis", (_HiredisParser, _AsyncHiredisParser)),
+                          ("redis-pyparser", (_RESP2Parser, _AsyncRESP2Parser))):
+        with backend.open(name, tmp_path) as store:
+            assert isinstance(store, RedisStore)
+            store.execute(Create(key(name), rec()))
+            for mode, parser in zip(MODES, parsers, strict=True):
+                run = Runner(store, mode)
+                try:
+                    assert run(Load(key(name), NOW)) == rec()
+                    wire = store._sync if mode == "sync" else store._async
+                    assert [type(c._parser) for c in wire._idle] == [parser], (name, mode)
+                finally:
+                    run.close()
