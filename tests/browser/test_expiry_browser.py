@@ -4,7 +4,8 @@ sessions, form drafts, the cart, and an accessibility check, against the demo sh
 Headless Chromium (Debian's) driven by Playwright. Time is fake on both sides, so the suite
 needs no sleeps and asserts nothing about wall-clock durations: the server's ``clock`` option
 is a :class:`Clock` the test moves, and the browser context's clock is Playwright's
-(``context.clock.install`` / ``fast_forward``). :meth:`Shop.advance` moves both together.
+(``context.clock.install``, paused, so it moves only with ``fast_forward``). :meth:`Shop.advance`
+moves both together.
 
 ASVS 5.0 V7.3.1 (idle timeout) / V7.3.2 (absolute timeout): the page's countdown is the
 server's, polling never extends a session, and extending never passes the absolute limit.
@@ -83,6 +84,9 @@ class Shop:
     def context(self, **options: Any) -> Any:
         ctx = self.browser.new_context(viewport={"width": 900, "height": 640}, **options)
         ctx.clock.install(time=datetime.fromtimestamp(self.clock.now, timezone.utc))
+        # Paused: the page's clock moves only with advance(), never with the machine's own
+        # time, so a slow run (a cold browser, a busy CI machine) reads the same countdown.
+        ctx.clock.pause_at(datetime.fromtimestamp(self.clock.now, timezone.utc))
         self.contexts.append(ctx)
         return ctx
 
@@ -395,6 +399,7 @@ def test_the_dialog_has_no_axe_violations(shop: Shop, mode: str) -> None:
     shop.sign_in(page, "fay", "/cart")
     shop.advance(31 if mode == "warning" else 61)
     wait_mode(page, mode)
+    page.context.clock.resume()  # axe schedules its own work with timers
     page.add_script_tag(content=AXE.read_text(encoding="utf-8"))
     result = page.evaluate("""async () => {
         const r = await axe.run(document.querySelector('dialog.sk-dialog'),
