@@ -176,7 +176,9 @@ def wire_cost(redis_url: str, n: int, rounds: int) -> None:
     """CPU µs per command (issue 14): one EVALSHA the size of a typical Apply (22 arguments)
     sent through redis-py's ``execute_command`` and through the store's own path
     (``stores/_redis_wire.py``), async and sync, and a whole store Load and Apply; and, as the
-    floor no client can go below, the same bytes over a bare socket (one send, one read). CPU
+    floor no client can go below, the same bytes over a bare socket (one send, one read); and
+    the other maintained clients the issue named (coredis, valkey-glide, async and sync), where
+    installed. CPU
     time of this process (user + system), so the round trip's wait is not counted, but the
     socket calls are; the best of ``rounds`` batches."""
     import redis
@@ -222,7 +224,12 @@ def wire_cost(redis_url: str, n: int, rounds: int) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for _ in range(n):
             sock.sendall(packed)
-            sock.recv(65536)
+            reply = sock.recv(65536)
+            while not reply.endswith(b"\r\n"):  # the whole one-line reply, never a step behind
+                more = sock.recv(65536)
+                if not more:
+                    raise SystemExit("Redis closed the connection")
+                reply += more
         sock.close()
 
     raw: dict[str, float] = {}
@@ -238,10 +245,15 @@ def wire_cost(redis_url: str, n: int, rounds: int) -> None:
         store = open_store(redis_url, prefix="micro:")
         await store.aexecute(Create(key, Record({"counter": "1"}, meta)))
         out = {}
-        for name, fn in (("async execute_command", lambda: client.execute_command(*args)),
-                         ("async store wire", lambda: wire.call((args,))),
-                         ("async store Load", lambda: store.aexecute(Load(key, now))),
-                         ("async store Apply", lambda: store.aexecute(Apply(key, delta, now)))):
+        paths: list[tuple[str, Any]] = [
+            ("async execute_command", lambda: client.execute_command(*args)),
+            ("async store wire", lambda: wire.call((args,))),
+            ("async store Load", lambda: store.aexecute(Load(key, now))),
+            ("async store Apply", lambda: store.aexecute(Apply(key, delta, now))),
+        ]
+        others = await _other_clients(host, port, _db(redis_url), args)
+        paths += [(name, fn) for name, fn, _ in others]
+        for name, fn in paths:
             for _ in range(200):
                 await fn()
             res = float("inf")
@@ -254,6 +266,8 @@ def wire_cost(redis_url: str, n: int, rounds: int) -> None:
         await client.aclose()
         await wire.aclose()
         await store.aclose()
+        for _, _, close in others:
+            await close()
         return out
 
     measured = asyncio.run(amain())
@@ -262,17 +276,68 @@ def wire_cost(redis_url: str, n: int, rounds: int) -> None:
     client = redis.Redis.from_url(redis_url, protocol=2)
     wire = SyncWire(redis.ConnectionPool.from_url(redis_url, protocol=2))
     store = open_store(redis_url, prefix="micro:")
-    for name, one in (("sync execute_command", lambda: client.execute_command(*args)),
-                      ("sync store wire", lambda: wire.call((args,))),
-                      ("sync store Load", lambda: store.execute(Load(key, now))),
-                      ("sync store Apply", lambda: store.execute(Apply(key, delta, now)))):
+    sync_paths: list[tuple[str, Any]] = [
+        ("sync execute_command", lambda: client.execute_command(*args)),
+        ("sync store wire", lambda: wire.call((args,))),
+        ("sync store Load", lambda: store.execute(Load(key, now))),
+        ("sync store Apply", lambda: store.execute(Apply(key, delta, now))),
+    ]
+    glide_sync = _glide_sync(host, port, _db(redis_url), args)
+    if glide_sync is not None:
+        sync_paths.append(("sync valkey-glide", glide_sync[0]))
+    for name, one in sync_paths:
         for _ in range(200):
             one()
         results[name] = best(lambda one=one: [one() for _ in range(n)])  # type: ignore[misc]
     store.close()
-    print(f"{'path':24} {'CPU µs per command':>19}")
+    if glide_sync is not None:
+        glide_sync[1]()
+    print(f"{'path':28} {'CPU µs per command':>19}")
     for name, us in results.items():
-        print(f"{name:24} {us:19.1f}")
+        print(f"{name:28} {us:19.1f}")
+    print("(valkey-glide runs its I/O on a Rust thread: its CPU is counted, as for the others,"
+          " as this process's user + system time)")
+
+
+def _db(url: str) -> int:
+    path = urlsplit(url).path.strip("/")
+    return int(path) if path else 0
+
+
+async def _other_clients(host: str, port: int, db: int, args: tuple[Any, ...]) -> list[tuple[str, Any, Any]]:
+    """The other maintained asyncio clients the issue names, where installed (the bench venv
+    installs them): the same EVALSHA through each one's own call for it."""
+    out: list[tuple[str, Any, Any]] = []
+    sha, keys, rest = args[1], [args[3]], list(args[4:])
+    try:
+        import coredis
+    except ImportError:
+        pass
+    else:
+        cd = coredis.Redis(host=host, port=port, db=db)
+        await cd.__aenter__()
+        out.append(("async coredis", lambda: cd.evalsha(sha, keys=keys, args=rest),
+                    lambda: cd.__aexit__(None, None, None)))
+    try:
+        from glide import GlideClient, GlideClientConfiguration, NodeAddress
+    except ImportError:
+        pass
+    else:
+        config = GlideClientConfiguration([NodeAddress(host, port)], database_id=db)
+        gl = await GlideClient.create(config)
+        cmd = [a if isinstance(a, bytes) else str(a) for a in args]
+        out.append(("async valkey-glide", lambda: gl.custom_command(cmd), gl.close))
+    return out
+
+
+def _glide_sync(host: str, port: int, db: int, args: tuple[Any, ...]) -> tuple[Any, Any] | None:
+    try:
+        from glide_sync import GlideClient, GlideClientConfiguration, NodeAddress
+    except ImportError:
+        return None
+    gl = GlideClient.create(GlideClientConfiguration([NodeAddress(host, port)], database_id=db))
+    cmd = [a if isinstance(a, bytes) else str(a) for a in args]
+    return (lambda: gl.custom_command(cmd)), gl.close
 
 
 def main() -> None:

@@ -99,6 +99,10 @@ PEER_PACKAGES = [
     "itsdangerous",
     "matplotlib",
     "py-spy",
+    # other Redis clients, measured per round trip by bench/micro.py --wire (not used by the apps)
+    "coredis",
+    "valkey-glide",
+    "valkey-glide-sync",
 ]
 VERSIONS_OF = [
     "sessionkeeper",
