@@ -56,7 +56,6 @@ import redis.asyncio.retry  # noqa: E402
 import redis.cluster  # noqa: E402
 import redis.retry  # noqa: E402
 from redis.backoff import NoBackoff  # noqa: E402
-from redis.crc import key_slot  # noqa: E402
 from tests import redis_servers  # noqa: E402
 
 from sessionkeeper import StoreError, open_store  # noqa: E402
@@ -164,20 +163,6 @@ def _sync_load(store: RedisStore, keys: list[str], out: Outcome, workers: int,
         t.join(60)
 
 
-def cluster_ok(cluster: redis_servers.Cluster) -> bool:
-    """Every node answers CLUSTER INFO with cluster_state:ok."""
-    for s in cluster.servers:
-        client = s.client(socket_connect_timeout=1, socket_timeout=1)
-        try:
-            if b"cluster_state:ok" not in client.execute_command("CLUSTER", "INFO"):
-                return False
-        except redis.RedisError:
-            return False
-        finally:
-            client.close()
-    return True
-
-
 def restart(cluster: redis_servers.Cluster, victim: redis_servers.RedisServer, outage: float,
             times: dict[str, float], limit: float = 30.0) -> None:
     """kill -9 ``victim``, keep it down ``outage`` s, start it, wait for the cluster to be ok."""
@@ -187,7 +172,7 @@ def restart(cluster: redis_servers.Cluster, victim: redis_servers.RedisServer, o
     victim.start()  # same port, nodes.conf and append-only file; returns once it answers PING
     times["started"] = time.monotonic()
     deadline = time.monotonic() + limit
-    while not cluster_ok(cluster):
+    while not cluster.healthy():
         if time.monotonic() > deadline:
             raise RuntimeError(f"cluster not ok {limit}s after the restart")
         time.sleep(0.01)
@@ -208,17 +193,6 @@ class Result:
     bystanders: int  # errors, at any time, on sessions of the masters that stayed up
 
 
-def owned_by(victim: redis_servers.RedisServer, keys: list[str]) -> set[str]:
-    """The storage keys whose sessions live on ``victim`` (the storage key is the hash tag)."""
-    client = victim.client()
-    try:
-        slots = client.execute_command("CLUSTER", "SLOTS")
-        ranges = [(int(lo), int(hi)) for lo, hi, (_, port, *_), *_ in slots if int(port) == victim.port]
-    finally:
-        client.close()
-    return {k for k in keys if any(lo <= key_slot(k.encode()) <= hi for lo, hi in ranges)}
-
-
 def one_run(cluster: redis_servers.Cluster, run: int, args: argparse.Namespace) -> Result:
     prefix = f"cr{secrets.token_hex(3)}:"
     url = f"{cluster.url}?prefix={prefix}"
@@ -235,7 +209,7 @@ def one_run(cluster: redis_servers.Cluster, run: int, args: argparse.Namespace) 
     stop = threading.Event()
     times: dict[str, float] = {}
     victim = cluster.servers[run % len(cluster.servers)]
-    on_victim = owned_by(victim, keys)
+    on_victim = cluster.owned_by(victim, keys)
 
     def fault_then_stop() -> None:
         try:

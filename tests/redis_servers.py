@@ -23,6 +23,7 @@ from pathlib import Path
 import redis
 import redis.retry
 from redis.backoff import NoBackoff
+from redis.crc import key_slot
 
 from tests.conftest import free_port
 
@@ -176,24 +177,38 @@ class Cluster:
                 if i:
                     first.execute_command("CLUSTER", "MEET", "127.0.0.1", s.port, self.bus_ports[i])
             first.close()
-
-            def formed() -> bool:
-                for s in self.servers:
-                    c = s.client()
-                    try:
-                        info = c.execute_command("CLUSTER", "INFO")
-                    finally:
-                        c.close()
-                    text = info.decode() if isinstance(info, bytes) else str(info)
-                    if "cluster_state:ok" not in text or f"cluster_known_nodes:{n}" not in text:
-                        return False
-                return True
-
-            _wait("redis cluster", formed)
+            _wait("redis cluster", self.healthy)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def healthy(self) -> bool:
+        """Every node answers CLUSTER INFO with ``cluster_state:ok`` and knows every other one
+        (False while a node is down or rejoining)."""
+        for s in self.servers:
+            c = s.client(socket_connect_timeout=1, socket_timeout=1)
+            try:
+                info = c.execute_command("CLUSTER", "INFO")
+            except redis.RedisError:
+                return False
+            finally:
+                c.close()
+            text = info.decode() if isinstance(info, bytes) else str(info)
+            if "cluster_state:ok" not in text or f"cluster_known_nodes:{len(self.servers)}" not in text:
+                return False
+        return True
+
+    @staticmethod
+    def owned_by(server: RedisServer, keys: list[str]) -> set[str]:
+        """The storage keys whose sessions live on ``server`` (the storage key is the hash tag)."""
+        client = server.client()
+        try:
+            slots = client.execute_command("CLUSTER", "SLOTS")
+        finally:
+            client.close()
+        ranges = [(int(lo), int(hi)) for lo, hi, (_, port, *_), *_ in slots if int(port) == server.port]
+        return {k for k in keys if any(lo <= key_slot(k.encode()) <= hi for lo, hi in ranges)}
 
     def clients(self) -> Iterator[redis.Redis]:
         for s in self.servers:

@@ -24,7 +24,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from redis.crc import key_slot
 
 from sessionkeeper import Store, StoreError, open_store
 from sessionkeeper.core.records import Apply, Create, Delta, Load, Meta, Record
@@ -43,28 +42,6 @@ OUTAGE = 1.0  # seconds the master stays down (pacing, not an assertion)
 def _record(now: float) -> Record:
     return Record({"init": '"1"'}, Meta(created_at=now, last_seen=now, expires_at=now + 3600,
                                         absolute_at=now + 7200))
-
-
-def _on(server: redis_servers.RedisServer, keys: list[str]) -> set[str]:
-    """The storage keys whose sessions live on ``server`` (the storage key is the hash tag)."""
-    client = server.client()
-    try:
-        slots = client.execute_command("CLUSTER", "SLOTS")
-    finally:
-        client.close()
-    ranges = [(int(lo), int(hi)) for lo, hi, (_, port, *_), *_ in slots if int(port) == server.port]
-    return {k for k in keys if any(lo <= key_slot(k.encode()) <= hi for lo, hi in ranges)}
-
-
-def _cluster_ok(cluster: redis_servers.Cluster) -> bool:
-    for s in cluster.servers:
-        client = s.client(socket_connect_timeout=1, socket_timeout=1)
-        try:
-            if b"cluster_state:ok" not in client.execute_command("CLUSTER", "INFO"):
-                return False
-        finally:
-            client.close()
-    return True
 
 
 class Traffic:
@@ -137,7 +114,7 @@ def test_a_master_restart_under_async_load_fails_nothing_else_and_nothing_after_
     victim = cluster.servers[0]
     traffic = Traffic(f"{cluster.url}?prefix={prefix}", keys)
     try:
-        on_victim = _on(victim, keys)
+        on_victim = cluster.owned_by(victim, keys)
         assert 0 < len(on_victim) < SESSIONS
         traffic.thread.start()
         redis_servers._wait("load before the kill",
@@ -146,7 +123,7 @@ def test_a_master_restart_under_async_load_fails_nothing_else_and_nothing_after_
         victim.kill()  # SIGKILL
         time.sleep(OUTAGE)
         victim.start()  # same port, nodes.conf and append-only file (fsync always)
-        redis_servers._wait("cluster_state:ok on every node", lambda: _cluster_ok(cluster))
+        redis_servers._wait("cluster_state:ok on every node", cluster.healthy)
         traffic.phase = "after"
         traffic.thread.join(WAIT * 3)
         assert not traffic.thread.is_alive(), "the load did not finish"
